@@ -1,0 +1,4 @@
+# cli: the wrapctl command-line tool. One file per command family.
+sbin_PROGRAMS += wrapctl
+wrapctl_SOURCES = cli/wrapctl.c cli/cli.h
+wrapctl_LDADD = $(WRAPD_LIBS)

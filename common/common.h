@@ -1,0 +1,112 @@
+/*
+ * common: the small helpers every wrapd module shares.
+ *
+ * It owns: cleanup attributes, the error-message carrier (struct werr),
+ * locked "secure" memory for key material (struct secbuf), Base64, full-length
+ * file I/O, and leveled logging to a caller-owned sink (struct wlog).
+ * Nothing here holds global state; every function works on what it is given.
+ */
+#ifndef WRAPD_COMMON_H
+#define WRAPD_COMMON_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define _cleanup_(fn) __attribute__((cleanup(fn)))
+#define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _must_check_ __attribute__((warn_unused_result))
+
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
+static inline void fclosep(FILE **f) { if (*f) fclose(*f); }
+#define _cleanup_free_ _cleanup_(freep)
+#define _cleanup_close_ _cleanup_(closep)
+#define _cleanup_fclose_ _cleanup_(fclosep)
+
+/* Hand ownership out of a cleanup-managed variable. */
+#define TAKE_PTR(p) ({ __typeof__(p) _tp = (p); (p) = NULL; _tp; })
+#define TAKE_FD(fd) ({ int _tf = (fd); (fd) = -1; _tf; })
+
+/*
+ * Error carrier. Functions return 0 or a negative errno; when they fail they
+ * may also write one human line into a caller-provided werr, so the CLI can
+ * print something that names the device and says what to do.
+ */
+#define WERR_MSG_MAX 1024
+struct werr {
+	int rc;
+	char msg[WERR_MSG_MAX];
+};
+
+/* Sets the message (if err is non-NULL) and returns rc, so callers can write
+ * `return werr_set(err, -EINVAL, "...")`. rc must be negative. */
+int werr_set(struct werr *err, int rc, const char *fmt, ...) _printf_(3, 4);
+/* Prepends "prefix: " to an existing message, keeping rc. Returns err->rc or rc. */
+int werr_prefix(struct werr *err, int rc, const char *fmt, ...) _printf_(3, 4);
+void werr_clear(struct werr *err);
+/* The message, or strerror(-rc) when none was set. */
+const char *werr_str(const struct werr *err, int rc);
+
+/*
+ * Secure memory for key material: mmap'ed, mlock'ed, MADV_DONTDUMP, wiped with
+ * explicit_bzero and unmapped on free. len is the used length, cap the size.
+ */
+struct secbuf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+int secbuf_alloc(struct secbuf *buf, size_t cap) _must_check_;
+/* Grows (copying through locked memory, wiping the old region). */
+int secbuf_reserve(struct secbuf *buf, size_t cap) _must_check_;
+int secbuf_append(struct secbuf *buf, const void *src, size_t n) _must_check_;
+void secbuf_free(struct secbuf *buf);
+static inline void secbuf_freep(struct secbuf *b) { secbuf_free(b); }
+#define _cleanup_secbuf_ _cleanup_(secbuf_freep)
+
+/* Base64 (standard alphabet, with padding). b64_encode returns a malloc'ed
+ * NUL-terminated string. b64_decode writes at most cap bytes; -EINVAL on bad
+ * input, -ENOBUFS when cap is too small. */
+int b64_encode(const void *src, size_t n, char **out) _must_check_;
+int b64_decode(const char *src, size_t srclen, uint8_t *out, size_t cap, size_t *outlen) _must_check_;
+/* Decodes into a fresh secbuf: for plaintext keys arriving in Base64. */
+int b64_decode_secure(const char *src, size_t srclen, struct secbuf *out) _must_check_;
+
+/* pread/pwrite until done; -EIO on a short read at EOF. */
+int read_full_at(int fd, void *buf, size_t n, off_t off) _must_check_;
+int write_full_at(int fd, const void *buf, size_t n, off_t off) _must_check_;
+/* Reads a whole (small, < max) file into a NUL-terminated malloc'ed buffer. */
+int read_file(const char *path, size_t max, char **out, size_t *outlen) _must_check_;
+/* Writes a file atomically (temp + fsync + rename) with the given mode. */
+int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode) _must_check_;
+/* Parses a decimal uint64 with no sign, spaces or trailing junk. */
+int parse_u64(const char *s, uint64_t *out) _must_check_;
+/* Size of a block device or regular file, in bytes. */
+int fd_size(int fd, uint64_t *out) _must_check_;
+
+/* Leveled logging to a sink the caller owns. Never pass key material. */
+enum wlog_level { WLOG_ERROR = 0, WLOG_WARN, WLOG_INFO, WLOG_DEBUG };
+struct wlog {
+	FILE *out;            /* NULL means stderr */
+	enum wlog_level level;
+	const char *prog;     /* prefix, e.g. "wrapctl" */
+};
+void wlog(const struct wlog *log, enum wlog_level lvl, const char *fmt, ...) _printf_(3, 4);
+#define wlog_error(l, ...) wlog((l), WLOG_ERROR, __VA_ARGS__)
+#define wlog_warn(l, ...) wlog((l), WLOG_WARN, __VA_ARGS__)
+#define wlog_info(l, ...) wlog((l), WLOG_INFO, __VA_ARGS__)
+#define wlog_debug(l, ...) wlog((l), WLOG_DEBUG, __VA_ARGS__)
+
+/* Constant-time comparison: 0 when equal. */
+int ct_memcmp(const void *a, const void *b, size_t n);
+
+#endif

@@ -1,0 +1,144 @@
+/* Full-length positional I/O, small-file reads and atomic writes. */
+#include "common/common.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+int read_full_at(int fd, void *buf, size_t n, off_t off)
+{
+	uint8_t *p = buf;
+	while (n) {
+		ssize_t r = pread(fd, p, n, off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+int write_full_at(int fd, const void *buf, size_t n, off_t off)
+{
+	const uint8_t *p = buf;
+	while (n) {
+		ssize_t r = pwrite(fd, p, n, off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+		off += r;
+	}
+	return 0;
+}
+
+int read_file(const char *path, size_t max, char **out, size_t *outlen)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if ((uint64_t)st.st_size >= max)
+		return -EFBIG;
+	_cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	size_t got = 0;
+	for (;;) {
+		if (got == (size_t)st.st_size + 1)
+			return -EFBIG; /* grew while reading */
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size + 1 - got);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	if (outlen)
+		*outlen = got;
+	*out = TAKE_PTR(buf);
+	return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode)
+{
+	size_t plen = strlen(path);
+	_cleanup_free_ char *tmp = malloc(plen + 16);
+	if (!tmp)
+		return -ENOMEM;
+	snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	if (fchmod(fd, mode) < 0)
+		rc = -errno;
+	if (!rc)
+		rc = write_full_at(fd, data, n, 0);
+	if (!rc && fsync(fd) < 0)
+		rc = -errno;
+	if (close(fd) < 0 && !rc)
+		rc = -errno;
+	if (!rc && rename(tmp, path) < 0)
+		rc = -errno;
+	if (rc)
+		unlink(tmp);
+	return rc;
+}
+
+int parse_u64(const char *s, uint64_t *out)
+{
+	if (!s || !*s || *s < '0' || *s > '9')
+		return -EINVAL;
+	uint64_t v = 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+int fd_size(int fd, uint64_t *out)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode)) {
+		*out = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t sz;
+		if (ioctl(fd, BLKGETSIZE64, &sz) < 0)
+			return -errno;
+		*out = sz;
+		return 0;
+	}
+	return -ENOTBLK;
+}

@@ -1,0 +1,1 @@
+# dm module build rules (owned by the dm module).

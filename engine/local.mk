@@ -1,0 +1,1 @@
+# engine module build rules (owned by the engine module).

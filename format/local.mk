@@ -1,0 +1,1 @@
+# format module build rules (owned by the format module).

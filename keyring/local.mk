@@ -1,0 +1,1 @@
+# keyring module build rules (owned by the keyring module).

@@ -1,0 +1,1 @@
+# vault module build rules (owned by the vault module).

@@ -1,0 +1,1 @@
+# volume module build rules (owned by the volume module).
