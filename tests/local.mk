@@ -1,2 +1,17 @@
 # tests: shared test rules. Unit tests are registered by each module's local.mk;
 # the real-kernel (VM) suite and the Vault double live here.
+#
+# Every test gets these in its environment:
+#   WRAPD_SRCDIR    the source tree (read-only in CI and distcheck)
+#   WRAPD_BUILDDIR  the build tree (wrapctl, test programs)
+#   WRAPD_TESTDATA  the shared LUKS2 fixtures (../shared/testdata beside the checkout)
+#   WRAPD_PYTHON    the Python with python3-cryptography, for the Vault double
+AM_TESTS_ENVIRONMENT = \
+	WRAPD_SRCDIR='$(abs_top_srcdir)'; export WRAPD_SRCDIR; \
+	WRAPD_BUILDDIR='$(abs_top_builddir)'; export WRAPD_BUILDDIR; \
+	WRAPD_TESTDATA="$${WRAPD_TESTDATA:-$(abs_top_srcdir)/../shared/testdata}"; export WRAPD_TESTDATA; \
+	WRAPD_PYTHON="$${WRAPD_PYTHON:-/usr/bin/python3}"; export WRAPD_PYTHON; \
+	ASAN_OPTIONS="$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"; export ASAN_OPTIONS; \
+	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"; export UBSAN_OPTIONS;
+
+EXTRA_DIST += scripts/deps scripts/build scripts/test .ci/run HACKING.md
