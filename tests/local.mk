@@ -15,3 +15,6 @@ AM_TESTS_ENVIRONMENT = \
 	UBSAN_OPTIONS="$${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"; export UBSAN_OPTIONS;
 
 EXTRA_DIST += scripts/deps scripts/build scripts/test .ci/run HACKING.md
+
+TESTS += tests/configure-missing-dep.sh
+EXTRA_DIST += tests/configure-missing-dep.sh
