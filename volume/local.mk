@@ -1,1 +1,12 @@
-# volume module build rules (owned by the volume module).
+# volume: open/close/status/rewrap/erase/doctor orchestration, loop devices,
+# the host volume table.
+libwrapd_a_SOURCES += volume/volume.h volume/table.c volume/loop.c
+
+check_PROGRAMS += tests/unit/test_volume_table tests/unit/test_volume_loop
+TESTS += tests/unit/test_volume_table tests/unit/test_volume_loop
+tests_unit_test_volume_table_SOURCES = tests/unit/test_volume_table.c
+tests_unit_test_volume_table_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_volume_table_LDADD = $(UNIT_LIBS)
+tests_unit_test_volume_loop_SOURCES = tests/unit/test_volume_loop.c
+tests_unit_test_volume_loop_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_volume_loop_LDADD = $(UNIT_LIBS)

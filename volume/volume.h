@@ -1,0 +1,189 @@
+/*
+ * volume: the orchestration that turns a formatted wrapd device into a
+ * /dev/mapper/NAME dm-crypt mapping and back, and manages it afterwards.
+ *
+ * It owns: open (header validation -> Vault decrypt with the token's context
+ * -> digest check -> logon key -> dm-crypt mapping referencing the key ->
+ * key unlinked -> VK wiped; every failure path leaves no mapping, no loop
+ * device we created and no key), batched open of many volumes with one Vault
+ * decrypt per Transit key, close, status (from dm and the headers, without
+ * Vault), rewrap, crypto-erase, doctor; loop devices for volumes in regular
+ * files; the host volume table (/etc/wrapd/volumes).
+ *
+ * It orchestrates format/ (headers), vault/ (Transit), keyring/ and dm/; it
+ * holds no global state: everything goes through struct volume_ctx.
+ */
+#ifndef WRAPD_VOLUME_H
+#define WRAPD_VOLUME_H
+
+#include <dirent.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+
+struct vault_client;
+struct vault_config;
+
+#define VOLUME_TABLE_DEFAULT "/etc/wrapd/volumes"
+#define VOLUME_NAME_MAX 127          /* dm names are < 128 bytes */
+#define VOLUME_DM_UUID_PREFIX "CRYPT-LUKS2-"
+
+/* Open flags (also the table's options). */
+enum {
+	VOLUME_READ_ONLY = 1u << 0,
+	VOLUME_ALLOW_DISCARDS = 1u << 1,
+	VOLUME_NO_WORKQUEUE = 1u << 2,   /* force no_read/no_write_workqueue */
+	VOLUME_WORKQUEUE = 1u << 3,      /* force the kernel's workqueues (no perf flags) */
+};
+
+static inline void closedirp(DIR **d) { if (*d) closedir(*d); }
+
+/* ---- the host volume table ---------------------------------------------- */
+
+struct volume_entry {
+	char *name;                /* dm name */
+	char *device;              /* absolute path, or "UUID=<lowercase uuid>" */
+	char *header;              /* detached header file, or NULL */
+	unsigned flags;            /* VOLUME_* */
+	bool noauto;               /* skipped by --all */
+	unsigned line;             /* line number in the file */
+};
+struct volume_table {
+	struct volume_entry *v;
+	size_t n;
+};
+/* Strict parser: `NAME DEVICE [OPTIONS]` per line, '#' comments, options
+ * comma-separated (read-only|ro, discard|allow-discards, no-workqueue,
+ * workqueue, header=PATH, noauto; "-" or "defaults" for none). Any error
+ * names src:line. */
+int volume_table_parse(const char *text, size_t len, const char *src, struct volume_table *out,
+		       struct werr *err);
+/* path NULL = VOLUME_TABLE_DEFAULT. Refuses symlinks and world-writable files. */
+int volume_table_load(const char *path, struct volume_table *out, struct werr *err);
+void volume_table_free(struct volume_table *t);
+const struct volume_entry *volume_table_find(const struct volume_table *t, const char *name);
+bool volume_name_valid(const char *name);
+bool volume_uuid_valid(const char *s);
+
+/* ---- loop devices -------------------------------------------------------- */
+
+/* Attaches a fresh loop device (LOOP_CONFIGURE, or SET_FD + SET_STATUS64 on
+ * old kernels) with autoclear. *loop_fd keeps it alive until released. */
+int loop_attach(const char *path, bool read_only, int *loop_fd, char **loopdev,
+		struct werr *err);
+/* Closes our fd; with detach, LOOP_CLR_FD first so an unused loop goes away
+ * now (a loop held by a mapping stays, and autoclears with it). */
+void loop_release(int *loop_fd, bool detach);
+/* The first bound loop device backed by regular file `path` at offset 0;
+ * -ENOENT when none. */
+int loop_find(const char *path, char **loopdev, struct werr *err);
+/* Backing file identity of an open loop device. */
+int loop_backing(int loopfd, dev_t *dev, ino_t *ino, uint64_t *offset);
+/* "/dev/<DEVNAME>" of a block device number, from sysfs. */
+int volume_devname(dev_t dev, char **out);
+
+/* ---- orchestration --------------------------------------------------------- */
+
+struct volume_ctx {
+	const struct wlog *log;
+	/* Vault: either a client made by the caller, or a config from which
+	 * volume_* makes clients on demand (one per Transit mount/key found in
+	 * the tokens). Both may be NULL for commands that need no Vault. */
+	struct vault_client *vc;
+	const struct vault_config *vcfg;
+	bool vault_key_explicit;   /* --vault-mount/--vault-key given: do not follow the token */
+	int udev;                  /* 1 udev, 0 no udev, -1 detect */
+};
+
+struct volume_open_req {
+	/* in */
+	const char *device;        /* path or UUID=<uuid> */
+	const char *name;          /* dm name */
+	const char *header;        /* detached header file, or NULL */
+	unsigned flags;            /* VOLUME_* */
+	/* out */
+	int rc;
+	bool already_open;         /* idempotent success */
+	char msg[WERR_MSG_MAX];    /* the error line when rc < 0 */
+};
+
+/* Opens one volume. */
+int volume_open(const struct volume_ctx *ctx, struct volume_open_req *req, struct werr *err);
+/*
+ * Opens many volumes with one batched Vault decrypt per Transit key.
+ * Each request gets its own rc/msg; returns 0 when all succeeded, else the
+ * first failure's rc (err says how many failed).
+ */
+int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs, size_t n,
+		     struct werr *err);
+
+/* Closes mapping `name`. Refuses a mapping without our dm UUID prefix unless
+ * force. deferred: remove when the last user closes it. */
+int volume_close(const struct volume_ctx *ctx, const char *name, bool deferred, bool force,
+		 struct werr *err);
+
+struct volume_status {
+	char name[128];
+	char dm_uuid[160];
+	char luks_uuid[37];
+	char backing[256];         /* /dev/... of the data device (loop or disk) */
+	char backing_file[4096];   /* for a loop: its file, else "" */
+	char cipher[64];
+	char key_ref[128];         /* ":64:logon:wrapd:<uuid>" */
+	char flags[256];           /* dm-crypt options, space-separated */
+	uint64_t size_bytes;       /* mapping size */
+	uint64_t offset_sectors;
+	uint32_t sector_size;
+	bool read_only;
+	bool suspended;
+	int open_count;
+	char holders[512];         /* space-separated */
+	int key_version;           /* from the header's token; -1 unknown */
+	char header_note[256];     /* why key_version is unknown, else "" */
+};
+/* Fills an array (malloc'ed) with every wrapd mapping; name filters to one
+ * (-ENOENT when it is not a mapping). No Vault needed. */
+int volume_status_list(const struct volume_ctx *ctx, const char *name,
+		       struct volume_status **out, size_t *n, struct werr *err);
+
+/* Rewraps the VK of each device under the Transit key's latest version
+ * (one batched request per key) and writes the token. Safe while open.
+ * Per-device results in rcs[] (may be NULL). */
+struct volume_rewrap_result {
+	int rc;
+	unsigned old_version, new_version;
+	char msg[WERR_MSG_MAX];
+};
+int volume_rewrap(const struct volume_ctx *ctx, const char *const *devices,
+		  const char *const *headers, size_t n, struct volume_rewrap_result *res,
+		  struct werr *err);
+
+struct volume_erase_report {
+	bool token_removed, digest_destroyed;
+	unsigned copies_written;
+	char data_action[256];     /* "discarded 64 MiB (BLKDISCARD)", "punched holes ...", ... */
+};
+/* Crypto-erase. Refuses while open. */
+int volume_erase(const struct volume_ctx *ctx, const char *device, const char *header,
+		 struct volume_erase_report *rep, struct werr *err);
+
+/* Doctor: one line per check. */
+enum volume_check_state { CHECK_OK = 0, CHECK_WARN, CHECK_FAIL, CHECK_SKIP };
+struct volume_check {
+	const char *name;
+	enum volume_check_state state;
+	char detail[256];
+	char hint[256];
+};
+/* Fills up to cap checks; returns the number filled, or < 0. */
+int volume_doctor(const struct volume_ctx *ctx, struct volume_check *checks, size_t cap);
+const char *volume_check_state_str(enum volume_check_state s);
+
+/* ---- helpers shared with the CLI ---------------------------------------------- */
+
+/* Kernel version as major*65536 + minor*256 + patch, from uname. */
+int volume_kernel_version(unsigned *ver);
+/* Resolves "UUID=<uuid>" through libblkid; a path is copied. */
+int volume_resolve_device(const char *spec, char **path, struct werr *err);
+
+#endif
