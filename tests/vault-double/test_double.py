@@ -22,6 +22,7 @@ import unittest
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOUBLE = os.path.join(HERE, "vault-double")
@@ -490,11 +491,28 @@ class TestTransit(Base):
     def test_delete_key(self):
         name = new_key()
         self.assertErr(C.req("DELETE", "/v1/transit/keys/" + name), 400,
-                       "deletion is not allowed for this key")
+                       "error deleting policy %s: deletion is not allowed for this key" % name)
         C.ok("POST", "/v1/transit/keys/%s/config" % name, {"deletion_allowed": True})
         st, _, _ = C.req("DELETE", "/v1/transit/keys/" + name)
         self.assertEqual(st, 204)
         self.assertEqual(C.get("/v1/transit/keys/" + name)[0], 404)
+        self.assertErr(C.req("DELETE", "/v1/transit/keys/" + name), 400,
+                       "error deleting policy %s: could not delete key; not found" % name)
+        self.assertErr(C.post("/v1/transit/keys/%s/rotate" % name), 400, "key not found")
+        self.assertErr(C.post("/v1/transit/keys/%s/config" % name, {}), 400,
+                       "no existing key named %s could be found" % name)
+
+    def test_create_existing_key_warns(self):
+        st, js, _ = C.post("/v1/transit/keys/wrapd", {"derived": True})
+        self.assertEqual(st, 200)
+        self.assertEqual(js["warnings"], ["key wrapd already existed"])
+        self.assertEqual(js["data"]["name"], "wrapd")
+
+    def test_bad_base64(self):
+        st, js, _ = C.post("/v1/transit/encrypt/wrapd", {"plaintext": "not base64!",
+                                                         "context": b64(b"c")})
+        self.assertEqual(st, 400)
+        self.assertTrue(js["errors"][0].startswith("illegal base64 data at input byte"))
 
     def test_extra_transit_mount(self):
         st, _, _ = C.post("/v1/sys/mounts/transit2", {"type": "transit"})
@@ -909,8 +927,10 @@ class TestProcess(unittest.TestCase):
             old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             old.load_verify_locations(os.path.join(ca, "ca.crt"))
             try:
-                old.minimum_version = ssl.TLSVersion.TLSv1
-                old.maximum_version = ssl.TLSVersion.TLSv1_1
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    old.minimum_version = ssl.TLSVersion.TLSv1
+                    old.maximum_version = ssl.TLSVersion.TLSv1_1
                 refused = True
                 try:
                     with socket.create_connection(("127.0.0.1", d.port), timeout=30) as s:
