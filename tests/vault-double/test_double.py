@@ -224,6 +224,21 @@ class TestBasics(Base):
         st, js, _ = C.req("HEAD", "/v1/sys/health", token=None)
         self.assertEqual(st, 200)
 
+    def test_health_modes(self):
+        try:
+            for mode, plain, ok_q, ok_code in (("standby", 429, "standbyok=true", 200),
+                                               ("perfstandby", 473, "perfstandbyok=true", 200),
+                                               ("uninit", 501, "uninitcode=200", 200),
+                                               ("drsecondary", 472, "drsecondarycode=299", 299)):
+                ctl("POST", "health", {"mode": mode})
+                self.assertEqual(C.get("/v1/sys/health", token=None)[0], plain, mode)
+                self.assertEqual(C.get("/v1/sys/health?" + ok_q, token=None)[0], ok_code, mode)
+            ctl("POST", "health", {"mode": "standby"})
+            self.assertEqual(C.get("/v1/sys/health?standbycode=200", token=None)[0], 200)
+            self.assertTrue(C.get("/v1/sys/health", token=None)[1]["standby"])
+        finally:
+            ctl("POST", "health", {"mode": "active"})
+
     def test_envelope(self):
         js = C.ok("GET", "/v1/transit/keys/wrapd")
         for k in ("request_id", "lease_id", "renewable", "lease_duration", "data",
