@@ -909,6 +909,30 @@ class TestLogAndHTTP(Base):
         self.assertIs(c.sock, sock, "connection was kept alive")
         c.close()
 
+    def test_concurrent_clients(self):
+        import threading
+        errors = []
+
+        def worker(i):
+            try:
+                cx = b64(("ctx-%d" % i).encode())
+                for j in range(20):
+                    pt = b64(("%d-%d" % (i, j)).encode())
+                    ct = C.ok("POST", "/v1/transit/encrypt/wrapd",
+                              {"plaintext": pt, "context": cx})["data"]["ciphertext"]
+                    got = C.ok("POST", "/v1/transit/decrypt/wrapd",
+                               {"ciphertext": ct, "context": cx})["data"]["plaintext"]
+                    if got != pt:
+                        errors.append((i, j))
+            except Exception as e:  # collected and asserted below
+                errors.append(repr(e))
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+        self.assertEqual(errors, [])
+
     def test_chunked_body(self):
         c = http.client.HTTPConnection("127.0.0.1", D.port, timeout=30)
         body = json.dumps({"plaintext": b64(b"chunk"), "context": b64(b"c")}).encode()
@@ -982,6 +1006,29 @@ class TestProcess(unittest.TestCase):
             self.assertEqual(Client(d.url, d.root, ctx).get("/v1/sys/health")[0], 200)
         finally:
             d.stop()
+
+    def test_non_dev_mode(self):
+        tmp = tempfile.mkdtemp(prefix="vault-double-nodev-", dir=TMP)
+        pf = os.path.join(tmp, "port")
+        out = open(os.path.join(tmp, "out"), "w+")
+        p = subprocess.Popen([DOUBLE, "--listen", "127.0.0.1:0", "--port-file", pf,
+                              "--root-token", "r00t"], stdout=out, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(200):
+                if os.path.exists(pf):
+                    break
+                time.sleep(0.05)
+            c = Client("http://127.0.0.1:%d" % int(open(pf).read()), "r00t")
+            self.assertEqual(c.get("/v1/transit/keys/wrapd")[0], 404)   # nothing mounted
+            self.assertEqual(c.post("/v1/sys/mounts/transit", {"type": "transit"})[0], 204)
+            self.assertEqual(c.post("/v1/sys/auth/kubernetes", {"type": "kubernetes"})[0], 204)
+            st, js, _ = c.post("/v1/sys/auth/kubernetes", {"type": "kubernetes"})
+            self.assertEqual(st, 400)
+            c.ok("POST", "/v1/transit/keys/wrapd", {"derived": True})
+        finally:
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0)
+            out.close()
 
     def test_require_request_header(self):
         tmp = tempfile.mkdtemp(prefix="vault-double-rrh-", dir=TMP)
