@@ -1,0 +1,66 @@
+/* format: helpers shared by the module's own files (not a public API; the
+ * unit tests use luks2_csum_compute to forge damaged images). */
+#ifndef WRAPD_FORMAT_INTERNAL_H
+#define WRAPD_FORMAT_INTERNAL_H
+
+#include "format/format.h"
+
+/* Binary header field offsets (FACTS-luks2.md). */
+#define OFF_MAGIC 0x000
+#define OFF_VERSION 0x006
+#define OFF_HDR_SIZE 0x008
+#define OFF_SEQID 0x010
+#define OFF_LABEL 0x018
+#define OFF_CSUM_ALG 0x048
+#define OFF_SALT 0x068
+#define OFF_UUID 0x0A8
+#define OFF_SUBSYSTEM 0x0D0
+#define OFF_HDR_OFFSET 0x100
+#define OFF_CSUM 0x1C0
+
+static inline uint64_t be64_load(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+static inline void be64_store(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+static inline uint16_t be16_load(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+
+bool luks2_hdr_size_allowed(uint64_t sz);
+/* The checksum of one copy (area = hdr_size bytes; csum field treated as
+ * zero). out gets the digest (zero-padded to 64 bytes). -EINVAL for an
+ * unsupported algorithm. */
+int luks2_csum_compute(const char *alg, const uint8_t *area, size_t hdr_size,
+		       uint8_t out[LUKS2_CSUM_LEN]);
+
+/* Strict decimal uint64 string ("0".."18446744073709551615"). */
+int luks2_str_u64(const char *s, uint64_t *out);
+/* Canonical decimal id (no leading zeros), < limit. */
+int luks2_str_id(const char *s, unsigned limit, unsigned *out);
+
+/*
+ * Validates a JSON tree for a header of hdr_size and fills the derived facts
+ * of `facts` (which must have hdr_size set). On failure writes one line to
+ * why and returns -EINVAL.
+ */
+int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *facts,
+			char *why, size_t whylen);
+
+/* Object member for a numeric id. */
+json_t *luks2_obj_get_id(json_t *obj, unsigned id);
+int luks2_obj_set_id(json_t *obj, unsigned id, json_t *val); /* steals val */
+/* Lowest id in 0..limit-1 not used in obj, or -ENOSPC. */
+int luks2_obj_free_id(json_t *obj, unsigned limit);
+
+int luks2_random(void *buf, size_t n);
+
+/* Replaces hdr->json with root (stolen) after validation; refreshes facts. */
+int luks2_hdr_replace_json(struct luks2_hdr *hdr, json_t *root, struct werr *err);
+
+#endif
