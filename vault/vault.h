@@ -99,4 +99,44 @@ int vault_rewrap_batch(struct vault_client *vc, struct vault_batch_item *items, 
 		       struct werr *err);
 void vault_batch_items_clear(struct vault_batch_item *items, size_t n);
 
+/* ---- Additions by the vault module (the fixed API above is unchanged). ---- */
+
+/* Injectable clock and sleep, so token renewal and back-off are testable
+ * without waiting. now_ms is a monotonic clock in milliseconds; sleep_ms
+ * waits. NULL members fall back to CLOCK_MONOTONIC and nanosleep. */
+struct vault_client_hooks {
+	uint64_t (*now_ms)(void *arg);
+	void (*sleep_ms)(void *arg, uint64_t ms);
+	void *arg;
+};
+int vault_client_new_ex(const struct vault_config *cfg, const struct wlog *log,
+			const struct vault_client_hooks *hooks, struct vault_client **out,
+			struct werr *err);
+
+/* Sets one setting by its config-file name ("vault_mount", ...), with the
+ * same validation as the file. For command-line overrides. */
+int vault_config_set(struct vault_config *cfg, const char *key, const char *value,
+		     struct werr *err);
+
+/* GET sys/health (no token needed; never retried: every answer is an answer). */
+struct vault_health {
+	long status;               /* HTTP status: 200, 429, 472, 473, 501, 503 */
+	bool initialized, sealed, standby, performance_standby;
+	char version[64];
+	char cluster_name[128];
+};
+int vault_health(struct vault_client *vc, struct vault_health *h, struct werr *err);
+
+/* GET auth/token/lookup-self, after the usual login/upkeep. */
+struct vault_token_info {
+	char display_name[128];
+	char policies[512];        /* comma-separated */
+	long long ttl;             /* seconds; 0 = never expires */
+	bool renewable;
+	char auth_method[16];      /* "token", "kubernetes", "approle" */
+};
+int vault_token_lookup(struct vault_client *vc, struct vault_token_info *info, struct werr *err);
+
+const char *vault_auth_method_name(enum vault_auth_method m);
+
 #endif

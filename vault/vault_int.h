@@ -1,0 +1,119 @@
+/*
+ * vault internals: shared between the vault/ sources and the vault unit tests only.
+ * Nothing outside vault/ and tests/unit/test_vault_*.c includes this.
+ */
+#ifndef WRAPD_VAULT_INT_H
+#define WRAPD_VAULT_INT_H
+
+#include "vault/vault.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <sys/stat.h>
+
+#define VAULT_CONFIG_MAX_BYTES (64 * 1024)   /* the config file */
+#define VAULT_CONFIG_MAX_LINE 4096
+#define VAULT_SECRET_FILE_MAX (64 * 1024)    /* token, JWT, secret_id files */
+#define VAULT_RESPONSE_MAX (8 * 1024 * 1024) /* one HTTP response body */
+#define VAULT_MAX_SECRETS 4096               /* plaintext fields in one response */
+#define VAULT_DEFAULT_DEADLINE_MS 180000L
+#define VAULT_DEFAULT_ADDR "https://127.0.0.1:8200"
+#define VAULT_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
+#define VAULT_DEFAULT_CONFIG "/etc/wrapd/wrapd.conf"
+
+/* ---- config.c ---- */
+void vault_config_defaults(struct vault_config *cfg);
+/* Parses a config file's contents; path only names the file in errors. */
+int vault_config_parse(struct vault_config *cfg, const char *path, const char *buf, size_t len,
+		       struct werr *err);
+/* Applies VAULT_* from the given getenv-like function (tests pass their own). */
+int vault_config_apply_env(struct vault_config *cfg, const char *(*get)(const char *name),
+			   struct werr *err);
+/* Fills method-dependent defaults and checks the whole config for consistency. */
+int vault_config_finish(struct vault_config *cfg, struct werr *err);
+int vault_config_copy(struct vault_config *dst, const struct vault_config *src);
+/* Go's strconv.ParseBool. */
+int vault_parse_bool(const char *s, bool *out);
+/* "60", "60s", "1500ms", "2m" -> milliseconds. Plain numbers are seconds. */
+int vault_parse_duration_ms(const char *s, long *out);
+
+/* ---- http.c: pure helpers ---- */
+/* Whether a finished attempt should be retried (status 0 = no HTTP answer). */
+bool vault_should_retry(long status, CURLcode cc);
+/* Certificate and TLS-setup failures: never retried, reported as such. */
+bool vault_curl_is_tls_error(CURLcode cc);
+/* Linear back-off with jitter: retry n (1-based) waits n s plus up to n/2 s.
+ * rnd is a uniform random 32-bit number. */
+uint64_t vault_backoff_ms(unsigned retry, uint32_t rnd);
+/* "vault: METHOD path: status: err1; err2" from a Vault error body (may be NULL). */
+void vault_format_http_error(char *buf, size_t n, const char *method, const char *path,
+			     long status, json_t *body);
+/*
+ * Copies a JSON document, moving the string values of the given keys (at any
+ * depth) out into locked memory: each such value becomes "#<k>" in *out and
+ * its unescaped text lands in secrets[k]. *out then holds no secret and can go
+ * to jansson, which copies strings into unlocked heap it never wipes.
+ */
+int vault_json_extract_secrets(const char *in, size_t len, const char *const *keys, char **out,
+			       struct secbuf *secrets, size_t max_secrets, size_t *nsecrets);
+/* Resolves a "#k" placeholder from vault_json_extract_secrets. */
+struct secbuf *vault_secret_ref(json_t *v, struct secbuf *secrets, size_t nsecrets);
+/* Validates a transit mount ("transit", "kv/transit") or key name. */
+bool vault_valid_path_part(const char *s, bool allow_slash);
+
+/* ---- the client ---- */
+struct vault_client {
+	struct vault_config cfg;
+	const struct wlog *log;
+	struct vault_client_hooks hooks;
+	CURL *curl;
+	uint32_t rng;                  /* xorshift state for jitter */
+
+	struct secbuf token;           /* NUL-terminated when set */
+	bool have_token;
+	bool token_checked;            /* lookup-self (or login) done */
+	bool renewable;
+	uint64_t renew_at_ms, expire_at_ms; /* 0 = never */
+	struct stat token_file_st;     /* identity of the token file last read */
+	bool token_file_seen;
+
+	bool key_checked;              /* transit key verified as derived */
+};
+
+/* One logical Vault call. */
+struct vault_request {
+	const char *method;            /* "GET" or "POST" */
+	const char *path;              /* without /v1/, e.g. "transit/decrypt/wrapd" */
+	json_t *body;                  /* NULL for none */
+	const struct secbuf *raw_body; /* instead of body: credentials (login) */
+	bool auth;                     /* send the token; run token upkeep first */
+	bool no_upkeep;                /* send the token as it is (upkeep's own calls) */
+	bool no_retry;                 /* every answer is final (sys/health) */
+	bool accept_any_status;        /* return the body whatever the status */
+	bool batch_400_ok;             /* transit batch: 400 carries batch_results */
+	const char *const *secret_keys;/* JSON keys whose values are secrets */
+};
+
+struct vault_response {
+	long status;
+	json_t *json;                  /* the redacted document, or NULL (204) */
+	struct secbuf *secrets;
+	size_t nsecrets;
+};
+void vault_response_clear(struct vault_response *r);
+
+int vault_call(struct vault_client *vc, const struct vault_request *req,
+	       struct vault_response *resp, struct werr *err);
+/* The raw request/retry loop, without the token logic of vault_call. */
+int vault_http(struct vault_client *vc, const struct vault_request *req,
+	       struct vault_response *resp, struct werr *err);
+
+/* ---- auth.c ---- */
+int vault_token_upkeep(struct vault_client *vc, struct werr *err);
+/* After a 403: logs in again (or rereads the token file) when that can help.
+ * Returns 1 when the call is worth repeating, 0 when not, <0 on failure. */
+int vault_token_recover(struct vault_client *vc, struct werr *err);
+bool vault_can_login(const struct vault_client *vc);
+uint64_t vault_now(struct vault_client *vc);
+
+#endif
