@@ -18,3 +18,10 @@ EXTRA_DIST += scripts/deps scripts/build scripts/test .ci/run HACKING.md
 
 TESTS += tests/configure-missing-dep.sh
 EXTRA_DIST += tests/configure-missing-dep.sh
+
+# The Vault dev-server double and its own tests.
+TEST_EXTENSIONS = .py
+PY_LOG_COMPILER = $(SHELL) -c 'exec "$${WRAPD_PYTHON:-/usr/bin/python3}" "$$0" "$$@"'
+TESTS += tests/vault-double/test_double.py
+EXTRA_DIST += tests/vault-double/vault-double tests/vault-double/make-test-ca \
+	tests/vault-double/test_double.py tests/vault-double/README.md
