@@ -1,6 +1,7 @@
 # volume: open/close/status/rewrap/erase/doctor orchestration, loop devices,
 # the host volume table.
-libwrapd_a_SOURCES += volume/volume.h volume/table.c volume/loop.c
+libwrapd_a_SOURCES += volume/volume.h volume/internal.h volume/table.c volume/loop.c \
+	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/doctor.c
 
 check_PROGRAMS += tests/unit/test_volume_table tests/unit/test_volume_loop
 TESTS += tests/unit/test_volume_table tests/unit/test_volume_loop

@@ -74,6 +74,7 @@ int loop_attach(const char *path, bool read_only, int *loop_fd, char **loopdev,
 /* Closes our fd; with detach, LOOP_CLR_FD first so an unused loop goes away
  * now (a loop held by a mapping stays, and autoclears with it). */
 void loop_release(int *loop_fd, bool detach);
+static inline void loop_release_detach(int *loop_fd) { loop_release(loop_fd, true); }
 /* The first bound loop device backed by regular file `path` at offset 0;
  * -ENOENT when none. */
 int loop_find(const char *path, char **loopdev, struct werr *err);
@@ -129,7 +130,7 @@ struct volume_status {
 	char backing[256];         /* /dev/... of the data device (loop or disk) */
 	char backing_file[4096];   /* for a loop: its file, else "" */
 	char cipher[64];
-	char key_ref[128];         /* ":64:logon:wrapd:<uuid>" */
+	char key_ref[160];         /* ":64:logon:wrapd:<uuid>" */
 	char flags[256];           /* dm-crypt options, space-separated */
 	uint64_t size_bytes;       /* mapping size */
 	uint64_t offset_sectors;
@@ -139,7 +140,7 @@ struct volume_status {
 	int open_count;
 	char holders[512];         /* space-separated */
 	int key_version;           /* from the header's token; -1 unknown */
-	char header_note[256];     /* why key_version is unknown, else "" */
+	char header_note[512];     /* why key_version is unknown, else "" */
 };
 /* Fills an array (malloc'ed) with every wrapd mapping; name filters to one
  * (-ENOENT when it is not a mapping). No Vault needed. */
@@ -172,7 +173,7 @@ enum volume_check_state { CHECK_OK = 0, CHECK_WARN, CHECK_FAIL, CHECK_SKIP };
 struct volume_check {
 	const char *name;
 	enum volume_check_state state;
-	char detail[256];
+	char detail[1024];
 	char hint[256];
 };
 /* Fills up to cap checks; returns the number filled, or < 0. */

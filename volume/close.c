@@ -1,0 +1,241 @@
+/*
+ * close and status: both start from dm's view of the mapping; neither needs
+ * Vault. A wrapd mapping has a dm UUID "CRYPT-LUKS2-..." AND a crypt table
+ * whose key is a ":<n>:logon:wrapd:" keyring reference; cryptsetup's own
+ * LUKS2 mappings share the UUID prefix but not the key reference.
+ */
+#include "volume/internal.h"
+#include "dm/dm.h"
+
+#include <fcntl.h>
+#include <libdevmapper.h>
+#include <sys/sysmacros.h>
+
+static void dctx_for(const struct volume_ctx *ctx, struct dmcrypt_ctx *d)
+{
+	dmcrypt_ctx_init(d, ctx->log);
+	if (ctx->udev >= 0)
+		d->udev = ctx->udev;
+}
+
+/* Parses the first crypt line of a dm table. */
+struct crypt_line {
+	char cipher[64];
+	char key[160];
+	uint64_t iv_offset, offset, length;
+	unsigned maj, min;
+	uint32_t sector_size;
+	char flags[256];
+};
+static int parse_crypt_line(const char *table, struct crypt_line *c)
+{
+	memset(c, 0, sizeof(*c));
+	unsigned long long start, len, iv, off;
+	int used = 0;
+	if (!table || sscanf(table, "%llu %llu crypt %63s %159s %llu %u:%u %llu%n", &start, &len,
+			     c->cipher, c->key, &iv, &c->maj, &c->min, &off, &used) < 8)
+		return -EINVAL;
+	c->length = len;
+	c->iv_offset = iv;
+	c->offset = off;
+	c->sector_size = 512;
+	const char *p = table + used;
+	unsigned nopt = 0;
+	int u2 = 0;
+	if (sscanf(p, " %u%n", &nopt, &u2) == 1) {
+		p += u2;
+		size_t o = 0;
+		for (unsigned i = 0; i < nopt; i++) {
+			char opt[64];
+			if (sscanf(p, " %63s%n", opt, &u2) != 1)
+				break;
+			p += u2;
+			if (!strncmp(opt, "sector_size:", 12))
+				c->sector_size = (uint32_t)strtoul(opt + 12, NULL, 10);
+			int w = snprintf(c->flags + o, sizeof(c->flags) - o, "%s%s", o ? " " : "", opt);
+			if (w > 0 && (size_t)w < sizeof(c->flags) - o)
+				o += (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static bool is_wrapd_key(const char *key)
+{
+	/* ":64:logon:wrapd:<uuid>" */
+	const char *p = key[0] == ':' ? strchr(key + 1, ':') : NULL;
+	return p && !strncmp(p, ":logon:wrapd:", 13);
+}
+
+static int deferred_remove(const struct dmcrypt_ctx *d, const char *name, struct werr *err)
+{
+	dm_udev_set_sync_support(d->udev ? 1 : 0);
+	struct dm_task *t = dm_task_create(DM_DEVICE_REMOVE);
+	if (!t)
+		return -ENOMEM;
+	int r = 0;
+	uint32_t cookie = 0;
+	if (!dm_task_set_name(t, name) || !dm_task_deferred_remove(t)) {
+		r = -ENOMEM;
+		goto out;
+	}
+	if (d->udev && !dm_task_set_cookie(t, &cookie, 0)) {
+		r = -EIO;
+		goto out;
+	}
+	if (!dm_task_run(t)) {
+		int e = dm_task_get_errno(t);
+		r = werr_set(err, e ? -e : -EIO, "%s: deferred remove failed: %s", name,
+			     strerror(e ? e : EIO));
+	}
+	if (d->udev && cookie)
+		(void)dm_udev_wait(cookie);
+out:
+	dm_task_destroy(t);
+	return r;
+}
+
+int volume_close(const struct volume_ctx *ctx, const char *name, bool deferred, bool force,
+		 struct werr *err)
+{
+	struct sysdm m;
+	if (sysdm_by_name(name, &m) < 0)
+		return werr_set(err, -ENXIO, "no mapping named '%s'; see 'wrapctl status'", name);
+	struct dmcrypt_ctx d;
+	dctx_for(ctx, &d);
+	int r;
+	if (!force) {
+		_cleanup_dmcrypt_info_ struct dmcrypt_info info = {0};
+		r = dmcrypt_query(&d, name, &info, err);
+		if (r < 0)
+			return r;
+		struct crypt_line c;
+		if (strncmp(info.uuid, VOLUME_DM_UUID_PREFIX, strlen(VOLUME_DM_UUID_PREFIX)) ||
+		    parse_crypt_line(info.table, &c) < 0 || !is_wrapd_key(c.key))
+			return werr_set(err, -EPERM,
+					"'%s' is not a wrapd mapping (dm UUID '%s'); use 'cryptsetup close %s', or --force",
+					name, info.uuid, name);
+	}
+	if (deferred)
+		return deferred_remove(&d, name, err);
+	return dmcrypt_remove(&d, name, err);
+}
+
+/* The backing file of a loop device, from sysfs. */
+static void loop_file_of(const char *kname, char *out, size_t n)
+{
+	char p[300];
+	out[0] = '\0';
+	snprintf(p, sizeof(p), "/sys/class/block/%s/loop/backing_file", kname);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t r = read(fd, out, n - 1);
+	if (r < 0)
+		r = 0;
+	out[r] = '\0';
+	char *nl = strchr(out, '\n');
+	if (nl)
+		*nl = '\0';
+}
+
+static void header_version(struct volume_status *s)
+{
+	s->key_version = -1;
+	_cleanup_close_ int fd = open(s->backing, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(s->header_note, sizeof(s->header_note), "cannot open %s: %s", s->backing,
+			 strerror(errno));
+		return;
+	}
+	struct werr e;
+	werr_clear(&e);
+	struct luks2_hdr *h = NULL;
+	int r = luks2_hdr_read(fd, s->backing, &h, NULL, &e);
+	if (r < 0) {
+		snprintf(s->header_note, sizeof(s->header_note), "%s",
+			 r == -ENODEV ? "no header on the device (detached header?)" : werr_str(&e, r));
+		return;
+	}
+	struct wrapd_token t;
+	r = wrapd_token_get(h, &t, NULL, &e);
+	if (r == 0) {
+		s->key_version = (int)t.key_version;
+		wrapd_token_free(&t);
+	} else {
+		snprintf(s->header_note, sizeof(s->header_note), "%s",
+			 r == -ENOENT ? "no wrapd-vault token (erased?)" : werr_str(&e, r));
+	}
+	if (strcmp(h->uuid, s->luks_uuid))
+		snprintf(s->header_note, sizeof(s->header_note),
+			 "header UUID %s differs from the mapping's %s", h->uuid, s->luks_uuid);
+	luks2_hdr_free(h);
+}
+
+int volume_status_list(const struct volume_ctx *ctx, const char *name,
+		       struct volume_status **out, size_t *n, struct werr *err)
+{
+	*out = NULL;
+	*n = 0;
+	struct sysdm *all = NULL;
+	size_t na = 0;
+	int r = sysdm_list(VOLUME_DM_UUID_PREFIX, &all, &na);
+	if (r < 0)
+		return r;
+	struct dmcrypt_ctx d;
+	dctx_for(ctx, &d);
+	struct volume_status *v = calloc(na ? na : 1, sizeof(*v));
+	if (!v) {
+		free(all);
+		return -ENOMEM;
+	}
+	size_t k = 0;
+	bool found = false;
+	for (size_t i = 0; i < na; i++) {
+		if (name && strcmp(all[i].name, name))
+			continue;
+		struct werr e;
+		werr_clear(&e);
+		_cleanup_dmcrypt_info_ struct dmcrypt_info info = {0};
+		if (dmcrypt_query(&d, all[i].name, &info, &e) < 0)
+			continue;
+		struct crypt_line c;
+		if (parse_crypt_line(info.table, &c) < 0 || !is_wrapd_key(c.key))
+			continue;
+		found = true;
+		struct volume_status *s = &v[k++];
+		snprintf(s->name, sizeof(s->name), "%s", all[i].name);
+		snprintf(s->dm_uuid, sizeof(s->dm_uuid), "%s", info.uuid);
+		/* The LUKS UUID is in the key reference: ":64:logon:wrapd:<uuid>". */
+		const char *u = strstr(c.key, ":logon:wrapd:");
+		snprintf(s->luks_uuid, sizeof(s->luks_uuid), "%s", u ? u + 13 : "");
+		snprintf(s->key_ref, sizeof(s->key_ref), "%s", c.key);
+		snprintf(s->cipher, sizeof(s->cipher), "%s", c.cipher);
+		snprintf(s->flags, sizeof(s->flags), "%s", c.flags);
+		s->offset_sectors = c.offset;
+		s->sector_size = c.sector_size;
+		s->size_bytes = c.length * 512;
+		s->read_only = info.read_only;
+		s->suspended = info.suspended;
+		s->open_count = info.open_count;
+		sysfs_holders(all[i].kname, s->holders, sizeof(s->holders));
+		_cleanup_free_ char *bdev = NULL;
+		if (volume_devname(makedev(c.maj, c.min), &bdev) == 0) {
+			snprintf(s->backing, sizeof(s->backing), "%s", bdev);
+			loop_file_of(bdev + 5, s->backing_file, sizeof(s->backing_file));
+			header_version(s);
+		} else {
+			snprintf(s->backing, sizeof(s->backing), "%u:%u", c.maj, c.min);
+			s->key_version = -1;
+			snprintf(s->header_note, sizeof(s->header_note), "backing device not found");
+		}
+	}
+	free(all);
+	if (name && !found) {
+		free(v);
+		return werr_set(err, -ENOENT, "no wrapd mapping named '%s'; see 'wrapctl status'", name);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}

@@ -1,0 +1,417 @@
+/*
+ * open: header -> Vault decrypt (batched per Transit key) -> digest check ->
+ * logon key -> dm-crypt mapping naming the key -> key removed -> VK wiped.
+ *
+ * Cleanup discipline: per volume, everything acquired after the decrypt (the
+ * VK in locked memory, a loop device, the keyring key) is held in a variable
+ * whose cleanup undoes it, and only a fully created mapping "takes" them.
+ * So every failure leaves no mapping, no loop device we attached, no key.
+ */
+#include "volume/internal.h"
+#include "dm/dm.h"
+#include "keyring/keyring.h"
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <sys/sysmacros.h>
+
+struct oreq {
+	struct volume_open_req *req;
+	struct vdev vd;
+	size_t grp;
+	bool ready;               /* passed phase 1, waits for its VK */
+	struct secbuf vk;
+};
+
+static void req_fail(struct volume_open_req *req, int rc, const struct werr *e)
+{
+	req->rc = rc;
+	snprintf(req->msg, sizeof(req->msg), "%s", werr_str(e, rc));
+}
+
+static bool dm_present(void)
+{
+	return access("/sys/class/misc/device-mapper", F_OK) == 0 ||
+	       access("/dev/mapper/control", F_OK) == 0;
+}
+
+/* dev_t of a block device by kernel name ("loop0", "sda1"). */
+static int kname_devt(const char *kname, dev_t *out)
+{
+	char p[300], v[32] = "";
+	snprintf(p, sizeof(p), "/sys/class/block/%s/dev", kname);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, v, sizeof(v) - 1);
+	if (n <= 0)
+		return -EIO;
+	v[n] = '\0';
+	unsigned ma, mi;
+	if (sscanf(v, "%u:%u", &ma, &mi) != 2)
+		return -EINVAL;
+	*out = makedev(ma, mi);
+	return 0;
+}
+
+/* Does the mapping's backing device (sysfs slave) hold this volume? */
+static bool backing_is(const struct sysdm *m, const struct vdev *vd)
+{
+	dev_t d;
+	if (!m->slaves[0] || kname_devt(m->slaves, &d) < 0)
+		return false;
+	if (S_ISBLK(vd->st.st_mode))
+		return d == vd->st.st_rdev;
+	/* A file: the slave must be a loop device on that file. */
+	char p[300];
+	snprintf(p, sizeof(p), "/dev/%s", m->slaves);
+	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	dev_t bdev;
+	ino_t ino;
+	uint64_t off;
+	if (loop_backing(fd, &bdev, &ino, &off) < 0)
+		return false;
+	return bdev == vd->st.st_dev && ino == vd->st.st_ino && off == 0;
+}
+
+/* Phase 1: header checks and idempotency. 1 = already open (done). */
+static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups *gs,
+		   struct werr *err)
+{
+	struct volume_open_req *req = o->req;
+	int r;
+	if (!dmcrypt_name_valid(req->name) || !volume_name_valid(req->name))
+		return werr_set(err, -EINVAL,
+				"'%s' is not a usable mapping name; use 1-%d of [A-Za-z0-9_.+@-]",
+				req->name, VOLUME_NAME_MAX);
+	r = vdev_open(&o->vd, req->device, req->header, VDEV_NEED_TOKEN, err);
+	if (r < 0)
+		return r;
+	struct vdev *vd = &o->vd;
+	r = luks2_check_activatable(vd->hdr, vd->hdr_path, err);
+	if (r < 0)
+		return r;
+
+	/* Idempotency, from sysfs (works on kernels without dm too). */
+	char want_uuid[DMCRYPT_UUID_MAX + 1], prefix[80];
+	r = dmcrypt_dm_uuid(vd->hdr->uuid, req->name, want_uuid, sizeof(want_uuid));
+	if (r < 0)
+		return werr_set(err, r, "%s: cannot build a dm UUID for name '%s'", vd->hdr_path,
+				req->name);
+	struct sysdm m;
+	if (sysdm_by_name(req->name, &m) == 0) {
+		if (!strcmp(m.uuid, want_uuid) && backing_is(&m, vd)) {
+			req->already_open = true;
+			return 1;
+		}
+		return werr_set(err, -EEXIST,
+				"%s: the name '%s' is already used by another mapping (dm UUID '%s'); pick another name or close it",
+				vd->path, req->name, m.uuid);
+	}
+	volume_dm_uuid_prefix(vd->hdr->uuid, prefix, sizeof(prefix));
+	struct sysdm *same = NULL;
+	size_t nsame = 0;
+	if (sysdm_list(prefix, &same, &nsame) == 0 && nsame) {
+		r = werr_set(err, -EBUSY, "%s: volume %s is already open as '%s'; close it first",
+			     vd->path, vd->hdr->uuid, same[0].name);
+		free(same);
+		return r;
+	}
+	free(same);
+
+	/* The token must be bound to this volume before we ask Vault. */
+	_cleanup_free_ char *ctxb64 = NULL;
+	r = vault_context_for_uuid(vd->hdr->uuid, &ctxb64);
+	if (r < 0)
+		return werr_set(err, r, "%s: cannot derive the Vault context", vd->hdr_path);
+	if (strcmp(ctxb64, vd->tok.context))
+		return werr_set(err, -EPERM,
+				"%s: the wrapd-vault token is bound to another volume (its context is not this header's UUID %s); refusing",
+				vd->hdr_path, vd->hdr->uuid);
+	return vgroups_get(ctx, gs, &vd->tok, &o->grp, err);
+}
+
+static unsigned header_flags(const struct luks2_hdr *hdr)
+{
+	unsigned f = 0;
+	json_t *fl = json_object_get(json_object_get(hdr->json, "config"), "flags");
+	size_t i;
+	json_t *v;
+	json_array_foreach(fl, i, v) {
+		const char *s = json_string_value(v);
+		if (!s)
+			continue;
+		if (!strcmp(s, "allow-discards"))
+			f |= DMCRYPT_ALLOW_DISCARDS;
+		else if (!strcmp(s, "same-cpu-crypt"))
+			f |= DMCRYPT_SAME_CPU_CRYPT;
+		else if (!strcmp(s, "submit-from-crypt-cpus"))
+			f |= DMCRYPT_SUBMIT_FROM_CRYPT_CPUS;
+		else if (!strcmp(s, "no-read-workqueue"))
+			f |= DMCRYPT_NO_READ_WORKQUEUE;
+		else if (!strcmp(s, "no-write-workqueue"))
+			f |= DMCRYPT_NO_WRITE_WORKQUEUE;
+	}
+	return f;
+}
+
+/* Phase 3: with the VK in hand, build the mapping. */
+static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx, struct oreq *o,
+		    struct werr *err)
+{
+	struct volume_open_req *req = o->req;
+	struct vdev *vd = &o->vd;
+	bool ro = req->flags & VOLUME_READ_ONLY;
+	int r;
+
+	r = luks2_vk_verify(vd->hdr, &o->vk, err);
+	if (r < 0) {
+		if (r == -EPERM)
+			return werr_set(err, -EPERM,
+					"%s: the key Vault unwrapped does not match the header's digest (the token belongs to another volume, or the header was altered); refusing",
+					vd->hdr_path);
+		return r;
+	}
+
+	struct luks2_segment *segs = NULL;
+	size_t ns = 0;
+	r = luks2_segments_get(vd->hdr, &segs, &ns, err);
+	if (r < 0)
+		return r;
+	uint64_t iv_tweak = ns ? segs[0].iv_tweak : 0;
+	luks2_segments_free(segs, ns);
+
+	/* The data device: a loop for a file (ours: removed on failure). */
+	_cleanup_(loop_release_detach) int lfd = -1;
+	_cleanup_free_ char *loopdev = NULL;
+	dev_t backing;
+	uint64_t size = 0;
+	if (S_ISREG(vd->st.st_mode)) {
+		r = loop_attach(vd->path, ro, &lfd, &loopdev, err);
+		if (r < 0)
+			return r;
+		struct stat lst;
+		if (fstat(lfd, &lst) < 0)
+			return -errno;
+		backing = lst.st_rdev;
+		r = fd_size(lfd, &size);
+	} else {
+		backing = vd->st.st_rdev;
+		r = fd_size(vd->fd, &size);
+	}
+	if (r < 0)
+		return werr_set(err, r, "%s: cannot get its size", vd->path);
+	uint64_t off = vd->hdr->data_offset;
+	uint64_t len;
+	if (vd->hdr->data_dynamic) {
+		if (size <= off)
+			return werr_set(err, -EINVAL, "%s: device (%llu bytes) ends before the data offset (%llu)",
+					vd->path, (unsigned long long)size, (unsigned long long)off);
+		len = size - off;
+	} else {
+		len = vd->hdr->data_size;
+		if (size < off + len)
+			return werr_set(err, -EINVAL, "%s: device is shorter than its data segment; was it truncated?",
+					vd->path);
+	}
+	uint32_t ss = vd->hdr->sector_size ? vd->hdr->sector_size : 512;
+	len -= len % ss;
+	if (!len)
+		return werr_set(err, -EINVAL, "%s: no room for data after the header", vd->path);
+
+	unsigned kmaj = 0, kmin = 0;
+	(void)dmcrypt_kernel_version(&kmaj, &kmin);
+	unsigned perf = dmcrypt_perf_flags_for(kmaj, kmin);
+	unsigned flags = header_flags(vd->hdr);
+	if (req->flags & VOLUME_ALLOW_DISCARDS)
+		flags |= DMCRYPT_ALLOW_DISCARDS;
+	if (req->flags & VOLUME_WORKQUEUE) {
+		flags &= ~(unsigned)(DMCRYPT_NO_READ_WORKQUEUE | DMCRYPT_NO_WRITE_WORKQUEUE);
+	} else {
+		if ((req->flags & VOLUME_NO_WORKQUEUE) && !perf)
+			wlog_warn(ctx->log, "%s: kernel %u.%u has no no_read/no_write_workqueue (needs 5.9); ignoring --no-workqueue",
+				  req->name, kmaj, kmin);
+		flags |= perf;
+	}
+	if (!perf)
+		flags &= ~(unsigned)(DMCRYPT_NO_READ_WORKQUEUE | DMCRYPT_NO_WRITE_WORKQUEUE);
+
+	char desc[KEYRING_DESC_MAX];
+	r = keyring_desc_for(vd->hdr->uuid, desc);
+	if (r < 0)
+		return werr_set(err, r, "%s: UUID unusable as a key description", vd->hdr_path);
+	struct dmcrypt_table t = {
+		.cipher = vd->hdr->cipher,
+		.key_desc = desc,
+		.key_size = (unsigned)o->vk.len,
+		.iv_offset = iv_tweak,
+		.backing = backing,
+		.offset = off / DMCRYPT_SECTOR,
+		.length = len / DMCRYPT_SECTOR,
+		.sector_size = ss,
+		.flags = flags,
+	};
+
+	/* Key in (thread keyring), table in, key out: all on this thread. */
+	_cleanup_keyring_key_ struct keyring_key key = KEYRING_KEY_NONE;
+	r = keyring_add_volume_key(vd->hdr->uuid, &o->vk, &key, err);
+	secbuf_free(&o->vk); /* the kernel has it now; wipe ours at once */
+	if (r < 0)
+		return r;
+	r = dmcrypt_create(dctx, req->name, vd->hdr->uuid, &t, ro, err);
+	int kr = keyring_remove(&key);
+	if (r < 0) {
+		if (!dm_present())
+			return werr_set(err, -ENODEV,
+					"%s: this kernel has no device-mapper (dm-crypt); load dm-crypt or run 'wrapctl doctor'",
+					vd->path);
+		return r;
+	}
+	if (kr < 0)
+		wlog_warn(ctx->log, "%s: could not remove key %s from the keyring: %s", req->name, desc,
+			  strerror(-kr));
+	/* The mapping holds the loop device now; autoclear removes it with
+	 * the mapping. Close without detaching. */
+	if (lfd >= 0)
+		loop_release(&lfd, false);
+	wlog_info(ctx->log, "%s: opened %s as /dev/mapper/%s", req->name,
+		  loopdev ? loopdev : vd->path, req->name);
+	return 0;
+}
+
+int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs, size_t n,
+		     struct werr *err)
+{
+	int r = 0;
+	struct vgroups gs = {0};
+	struct oreq *os = calloc(n ? n : 1, sizeof(*os));
+	struct vault_batch_item *items = calloc(n ? n : 1, sizeof(*items));
+	size_t *item_of = calloc(n ? n : 1, sizeof(*item_of));
+	if (!os || !items || !item_of) {
+		free(os);
+		free(items);
+		free(item_of);
+		return -ENOMEM;
+	}
+	struct dmcrypt_ctx dctx;
+	dmcrypt_ctx_init(&dctx, ctx->log);
+	if (ctx->udev >= 0)
+		dctx.udev = ctx->udev;
+
+	for (size_t i = 0; i < n; i++) {
+		struct vdev init = VDEV_INIT;
+		os[i].req = &reqs[i];
+		os[i].vd = init;
+		reqs[i].rc = 0;
+		reqs[i].already_open = false;
+		reqs[i].msg[0] = '\0';
+		/* Two table lines with one name would fight. */
+		for (size_t j = 0; j < i; j++) {
+			if (!strcmp(reqs[j].name, reqs[i].name)) {
+				struct werr e;
+				werr_set(&e, -EINVAL, "'%s' requested twice", reqs[i].name);
+				req_fail(&reqs[i], -EINVAL, &e);
+				break;
+			}
+		}
+		if (reqs[i].rc < 0)
+			continue;
+		struct werr e;
+		werr_clear(&e);
+		int pr = prepare(ctx, &os[i], &gs, &e);
+		if (pr < 0)
+			req_fail(&reqs[i], pr, &e);
+		else if (pr == 0)
+			os[i].ready = true;
+	}
+
+	/* Phase 2: one decrypt per Transit key (a batch when several). */
+	for (size_t g = 0; g < gs.n; g++) {
+		size_t m = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (!os[i].ready || os[i].grp != g)
+				continue;
+			items[m].ciphertext = os[i].vd.tok.ciphertext;
+			items[m].context_b64 = os[i].vd.tok.context;
+			item_of[m++] = i;
+		}
+		if (!m)
+			continue;
+		struct werr e;
+		werr_clear(&e);
+		int br;
+		if (m == 1) {
+			size_t i = item_of[0];
+			br = vault_decrypt(gs.g[g].vc, items[0].ciphertext, items[0].context_b64,
+					   &os[i].vk, &e);
+			items[0].rc = br;
+			if (br < 0)
+				snprintf(items[0].msg, sizeof(items[0].msg), "%s", werr_str(&e, br));
+			br = 0;
+		} else {
+			br = vault_decrypt_batch(gs.g[g].vc, items, m, &e);
+		}
+		for (size_t k = 0; k < m; k++) {
+			size_t i = item_of[k];
+			int ir = br < 0 ? br : items[k].rc;
+			if (ir < 0) {
+				struct werr e2;
+				werr_set(&e2, ir, "%s: Vault could not unwrap the volume key: %s",
+					 os[i].vd.hdr_path, br < 0 ? werr_str(&e, br) : items[k].msg);
+				req_fail(&reqs[i], ir, &e2);
+				os[i].ready = false;
+				continue;
+			}
+			if (m > 1) {
+				/* Move the plaintext (locked memory) into the request. */
+				os[i].vk = items[k].plaintext;
+				memset(&items[k].plaintext, 0, sizeof(items[k].plaintext));
+			}
+		}
+		vault_batch_items_clear(items, m);
+		memset(items, 0, m * sizeof(*items));
+	}
+
+	/* Phase 3: activate, one by one, on this thread. */
+	for (size_t i = 0; i < n; i++) {
+		if (!os[i].ready)
+			continue;
+		struct werr e;
+		werr_clear(&e);
+		int ar = activate(ctx, &dctx, &os[i], &e);
+		secbuf_free(&os[i].vk);
+		if (ar < 0)
+			req_fail(&reqs[i], ar, &e);
+	}
+
+	size_t failed = 0;
+	int first = 0;
+	for (size_t i = 0; i < n; i++) {
+		secbuf_free(&os[i].vk);
+		vdev_close(&os[i].vd);
+		if (reqs[i].rc < 0) {
+			failed++;
+			if (!first) {
+				first = reqs[i].rc;
+				if (n == 1)
+					werr_set(err, first, "%s", reqs[i].msg);
+			}
+		}
+	}
+	vgroups_free(&gs);
+	free(os);
+	free(items);
+	free(item_of);
+	if (failed && n > 1)
+		r = werr_set(err, first, "%zu of %zu volume(s) failed to open", failed, n);
+	else if (failed)
+		r = first;
+	return r;
+}
+
+int volume_open(const struct volume_ctx *ctx, struct volume_open_req *req, struct werr *err)
+{
+	return volume_open_many(ctx, req, 1, err);
+}
