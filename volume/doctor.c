@@ -48,7 +48,7 @@ static void check_dm(struct volume_check *c)
 	struct utsname u;
 	uname(&u);
 	c->name = "dm-crypt";
-	bool dm = exists("/sys/class/misc/device-mapper") || exists("/sys/module/dm_mod");
+	bool dm = volume_dm_present();
 	bool crypt = exists("/sys/module/dm_crypt");
 	if (dm && crypt) {
 		SET(c, CHECK_OK, "device-mapper and dm-crypt loaded (kernel %s)", u.release);
@@ -111,9 +111,13 @@ static void check_uring(struct volume_check *c)
 static void check_mapper(struct volume_check *c)
 {
 	c->name = "/dev/mapper";
-	if (exists("/dev/mapper/control"))
+	bool dm = volume_dm_present();
+	if (exists("/dev/mapper/control") && dm)
 		SET(c, CHECK_OK, "/dev/mapper/control present");
-	else if (exists("/sys/class/misc/device-mapper")) {
+	else if (exists("/dev/mapper/control")) {
+		SET(c, CHECK_FAIL, "/dev/mapper/control exists but the kernel has no device-mapper");
+		HINT(c, "a stale node (libdevmapper makes it on first use); load dm-mod");
+	} else if (dm) {
 		SET(c, CHECK_WARN, "/dev/mapper/control missing though device-mapper is loaded");
 		HINT(c, "'dmsetup mknodes' creates it; in a container, bind-mount /dev/mapper");
 	} else {

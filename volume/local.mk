@@ -11,3 +11,11 @@ tests_unit_test_volume_table_LDADD = $(UNIT_LIBS)
 tests_unit_test_volume_loop_SOURCES = tests/unit/test_volume_loop.c
 tests_unit_test_volume_loop_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_volume_loop_LDADD = $(UNIT_LIBS)
+
+# Against the Vault double (started by the test): open without dm, batching,
+# foreign tokens, sealed Vault, rewrap, erase.
+check_PROGRAMS += tests/unit/test_volume_vault
+TESTS += tests/unit/test_volume_vault
+tests_unit_test_volume_vault_SOURCES = tests/unit/test_volume_vault.c
+tests_unit_test_volume_vault_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_volume_vault_LDADD = $(UNIT_LIBS)

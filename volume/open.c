@@ -29,12 +29,6 @@ static void req_fail(struct volume_open_req *req, int rc, const struct werr *e)
 	snprintf(req->msg, sizeof(req->msg), "%s", werr_str(e, rc));
 }
 
-static bool dm_present(void)
-{
-	return access("/sys/class/misc/device-mapper", F_OK) == 0 ||
-	       access("/dev/mapper/control", F_OK) == 0;
-}
-
 /* dev_t of a block device by kernel name ("loop0", "sda1"). */
 static int kname_devt(const char *kname, dev_t *out)
 {
@@ -263,7 +257,7 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 	r = dmcrypt_create(dctx, req->name, vd->hdr->uuid, &t, ro, err);
 	int kr = keyring_remove(&key);
 	if (r < 0) {
-		if (!dm_present())
+		if (!volume_dm_present())
 			return werr_set(err, -ENODEV,
 					"%s: this kernel has no device-mapper (dm-crypt); load dm-crypt or run 'wrapctl doctor'",
 					vd->path);

@@ -39,6 +39,16 @@ int volume_resolve_device(const char *spec, char **path, struct werr *err)
 	return *path ? 0 : -ENOMEM;
 }
 
+bool volume_dm_present(void)
+{
+	if (access("/sys/module/dm_mod", F_OK) == 0)
+		return true;
+	_cleanup_free_ char *misc = NULL;
+	if (read_file("/proc/misc", 1 << 16, &misc, NULL) < 0)
+		return false;
+	return strstr(misc, " device-mapper\n") != NULL;
+}
+
 void volume_dm_uuid_prefix(const char *luks_uuid, char *out, size_t n)
 {
 	size_t o = 0;

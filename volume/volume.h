@@ -182,6 +182,8 @@ const char *volume_check_state_str(enum volume_check_state s);
 
 /* ---- helpers shared with the CLI ---------------------------------------------- */
 
+/* Whether the running kernel has device-mapper (/proc/misc, /sys/module). */
+bool volume_dm_present(void);
 /* Kernel version as major*65536 + minor*256 + patch, from uname. */
 int volume_kernel_version(unsigned *ver);
 /* Resolves "UUID=<uuid>" through libblkid; a path is copied. */
