@@ -152,26 +152,56 @@ int dmcrypt_create(const struct dmcrypt_ctx *ctx, const char *name, const char *
 		return werr_prefix(err, rc, "%s", name);
 
 	DM_SESSION(ctx);
-	_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CREATE, name);
-	if (!dmt || !dm_task_set_uuid(dmt, uuid) ||
-	    !dm_task_add_target(dmt, 0, t->length, "crypt", params) ||
-	    (read_only && !dm_task_set_ro(dmt)) ||
-	    /* Ask the kernel to wipe its ioctl buffers: tables are key-adjacent. */
-	    !dm_task_secure_data(dmt) || !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_CREATE))
-		return werr_set(err, -ENOMEM, "create %s: out of memory", name);
-	/* libdevmapper creates, loads and resumes in one go, and removes the
-	 * half-made device again if the table load fails. */
-	rc = run_node_task(ctx, dmt);
-	if (rc == 0)
-		return 0;
-	if (rc == -EEXIST || rc == -EBUSY)
-		return werr_set(err, -EEXIST, "create %s: a mapping with this name or UUID %s "
-				"already exists", name, uuid);
-	if (rc == -ENOKEY || rc == -EKEYREVOKED || rc == -EINVAL)
-		return werr_set(err, rc, "create %s: the kernel refused the crypt table (%s); "
-				"is the key %s in this thread's keyring and the backing device "
-				"%u:%u large enough? (see dmesg)", name, strerror(-rc),
-				t->key_desc, major(t->backing), minor(t->backing));
+	/* Three steps, as libdevmapper's one-shot create does internally, but
+	 * with the table load on its own so its errno (ENOKEY for a missing
+	 * key) reaches the caller instead of the errno of the cleanup. */
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CREATE, name);
+		if (!dmt || !dm_task_set_uuid(dmt, uuid) ||
+		    !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
+			return werr_set(err, -ENOMEM, "create %s: out of memory", name);
+		if (!dm_task_run(dmt)) {
+			rc = task_errno(dmt);
+			if (rc == -EEXIST || rc == -EBUSY)
+				return werr_set(err, -EEXIST, "create %s: a mapping with this name "
+						"or UUID %s already exists", name, uuid);
+			return dm_fail(err, rc, "create", name);
+		}
+	}
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RELOAD, name);
+		if (!dmt || !dm_task_add_target(dmt, 0, t->length, "crypt", params) ||
+		    (read_only && !dm_task_set_ro(dmt)) ||
+		    /* Have the kernel wipe its ioctl buffers: tables sit next to keys. */
+		    !dm_task_secure_data(dmt))
+			rc = -ENOMEM;
+		else if (!dm_task_run(dmt))
+			rc = task_errno(dmt);
+	}
+	if (rc == 0) {
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RESUME, name);
+		if (!dmt || !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
+			rc = -ENOMEM;
+		else
+			rc = run_node_task(ctx, dmt);
+		if (rc == 0)
+			return 0;
+	}
+
+	/* Undo the empty device; the error that matters is the one above. */
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_REMOVE, name);
+		if (dmt)
+			(void)run_node_task(ctx, dmt);
+	}
+	if (rc == -ENOKEY || rc == -EKEYREVOKED || rc == -EKEYEXPIRED)
+		return werr_set(err, rc, "create %s: the key %s is not in this thread's keyrings "
+				"(dm-crypt looks it up when the table is loaded)", name, t->key_desc);
+	if (rc == -EINVAL)
+		return werr_set(err, rc, "create %s: the kernel refused the crypt table (key %s "
+				"of %u bytes, device %u:%u, %" PRIu64 "+%" PRIu64 " sectors); see "
+				"dmesg", name, t->key_desc, t->key_size, major(t->backing),
+				minor(t->backing), t->offset, t->length);
 	return dm_fail(err, rc, "create", name);
 }
 
@@ -196,10 +226,14 @@ int dmcrypt_reload(const struct dmcrypt_ctx *ctx, const char *name, const struct
 		return werr_set(err, -ENOMEM, "reload %s: out of memory", name);
 	if (!dm_task_run(dmt)) {
 		rc = task_errno(dmt);
-		if (rc == -ENOKEY || rc == -EINVAL)
+		if (rc == -ENOKEY || rc == -EKEYREVOKED || rc == -EKEYEXPIRED)
+			return werr_set(err, rc, "reload %s: the key %s is not in this thread's "
+					"keyrings (dm-crypt looks it up when the table is loaded)",
+					name, t->key_desc);
+		if (rc == -EINVAL)
 			return werr_set(err, rc, "reload %s: the kernel refused the crypt table "
-					"(%s); is the key %s in this thread's keyring? (see dmesg)",
-					name, strerror(-rc), t->key_desc);
+					"(key %s of %u bytes); see dmesg", name, t->key_desc,
+					t->key_size);
 		return dm_fail(err, rc, "reload", name);
 	}
 	return 0;
