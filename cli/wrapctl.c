@@ -5,6 +5,9 @@
 
 /* Command families register here; keep the list sorted as users read it. */
 static const struct wrapctl_cmd *const commands[] = {
+	&cmd_format,
+	&cmd_inspect,
+	&cmd_header,
 	NULL,
 };
 

@@ -286,9 +286,17 @@ int luks2_conversion_set(struct luks2_hdr *hdr, const json_t *state, struct werr
 
 /* ---- helpers ----------------------------------------------------------- */
 
+/*
+ * Opens a block device or regular file for header work. write: O_RDWR, and
+ * for block devices also O_EXCL when excl (fails with -EBUSY and a message
+ * while the device is mounted or mapped). Returns the fd and the size.
+ */
+int luks2_dev_open(const char *path, bool write, bool excl, int *fd, uint64_t *size,
+		   struct werr *err);
+
 /* Random v4 UUID, canonical lowercase, 36 characters + NUL. */
 int luks2_uuid_generate(char out[37]);
-/* Canonical lowercase 36-character UUID text? */
+/* Is s a canonical lowercase 36-character UUID? */
 bool luks2_uuid_valid(const char *s);
 const char *luks2_copy_status_str(enum luks2_copy_status s);
 
