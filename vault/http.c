@@ -577,6 +577,7 @@ int vault_http(struct vault_client *vc, const struct vault_request *req,
 				     json_is_array(json_object_get(json_object_get(resp->json, "data"),
 								   "batch_results"));
 			if (ok2xx || batch || req->accept_any_status) {
+				rc = 0;
 				if (prc < 0) {
 					rc = werr_set(err, prc == -ENOMEM ? prc : -EBADMSG,
 						      "vault: %s %s: %ld: response is not valid JSON",
