@@ -19,3 +19,11 @@ TESTS += tests/unit/test_volume_vault
 tests_unit_test_volume_vault_SOURCES = tests/unit/test_volume_vault.c
 tests_unit_test_volume_vault_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_volume_vault_LDADD = $(UNIT_LIBS)
+
+# Real-kernel suite (dm-crypt): built by make check, run by
+# tests/vm/run-kernel-tests (one VM boot when this kernel has no dm-crypt).
+check_PROGRAMS += tests/kernel/test_volume
+tests_kernel_test_volume_SOURCES = tests/kernel/test_volume.c
+tests_kernel_test_volume_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
+	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
+EXTRA_DIST += tests/kernel/test_volume.sh tests/kernel/vhelper.py bench/open
