@@ -25,6 +25,10 @@ struct wrapctl_cmd {
 /* Prints "wrapctl: <msg>" to stderr; returns 1 for convenient `return`. */
 int cli_fail(const struct wrapctl_ctx *ctx, const char *fmt, ...) _printf_(2, 3);
 
+/* cli/cmd_volume.c */
+extern const struct wrapctl_cmd cmd_open, cmd_close, cmd_status, cmd_rewrap, cmd_erase,
+	cmd_doctor;
+
 /* cli/cmd_format.c, cli/cmd_inspect.c, cli/cmd_header.c */
 extern const struct wrapctl_cmd cmd_format, cmd_inspect, cmd_header;
 

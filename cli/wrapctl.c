@@ -6,6 +6,12 @@
 /* Command families register here; keep the list sorted as users read it. */
 static const struct wrapctl_cmd *const commands[] = {
 	&cmd_format,
+	&cmd_open,
+	&cmd_close,
+	&cmd_status,
+	&cmd_rewrap,
+	&cmd_erase,
+	&cmd_doctor,
 	&cmd_inspect,
 	&cmd_header,
 	NULL,
