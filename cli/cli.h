@@ -13,6 +13,8 @@ struct wrapctl_ctx {
 	struct wlog log;
 	const char *config_path;   /* --config, NULL = default /etc/wrapd/wrapd.conf */
 	bool json;                 /* --json given before the command */
+	const char *vault_mount;   /* --vault-mount, NULL = config/default */
+	const char *vault_key;     /* --vault-key, NULL = config/default */
 };
 
 struct wrapctl_cmd {
@@ -31,5 +33,25 @@ extern const struct wrapctl_cmd cmd_open, cmd_close, cmd_status, cmd_rewrap, cmd
 
 /* cli/cmd_format.c, cli/cmd_inspect.c, cli/cmd_header.c */
 extern const struct wrapctl_cmd cmd_format, cmd_inspect, cmd_header;
+
+/* cli/cli_vault.c: --vault-mount and --vault-key for every command that talks
+ * to Vault. Put CLI_VAULT_LONGOPTS in the command's getopt table and offer each
+ * option to cli_vault_option first; cli_vault_connect then loads the config
+ * (--config, then VAULT_*), applies the two options and makes a client. Both
+ * cli_vault_config and cli_vault_connect print the error and return 1 (an exit
+ * code) on failure, 0 on success. */
+struct vault_config;
+struct vault_client;
+#define CLI_OPT_VAULT_MOUNT 0x1001
+#define CLI_OPT_VAULT_KEY 0x1002
+#define CLI_VAULT_LONGOPTS \
+	{"vault-mount", required_argument, NULL, CLI_OPT_VAULT_MOUNT}, \
+	{"vault-key", required_argument, NULL, CLI_OPT_VAULT_KEY}
+bool cli_vault_option(struct wrapctl_ctx *ctx, int c, const char *arg);
+int cli_vault_config(struct wrapctl_ctx *ctx, struct vault_config *cfg);
+int cli_vault_connect(struct wrapctl_ctx *ctx, struct vault_config *cfg, struct vault_client **vc);
+
+/* cli/cmd_vault.c */
+extern const struct wrapctl_cmd cmd_vault;
 
 #endif

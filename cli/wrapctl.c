@@ -14,6 +14,7 @@ static const struct wrapctl_cmd *const commands[] = {
 	&cmd_doctor,
 	&cmd_inspect,
 	&cmd_header,
+	&cmd_vault,
 	NULL,
 };
 
@@ -41,6 +42,8 @@ static void usage(FILE *out)
 		"  -c, --config FILE   configuration file (default /etc/wrapd/wrapd.conf)\n"
 		"  -v, --verbose       more detail on stderr (repeat for debug)\n"
 		"  -q, --quiet         errors only\n"
+		"      --vault-mount M Transit mount (default transit)\n"
+		"      --vault-key K   Transit key name (default wrapd)\n"
 		"  -h, --help          show this help\n"
 		"  -V, --version       show the version\n"
 		"\n"
@@ -62,11 +65,14 @@ int main(int argc, char **argv)
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		CLI_VAULT_LONGOPTS,
 		{0},
 	};
 	int c;
 	/* '+' stops at the command name so commands parse their own options. */
 	while ((c = getopt_long(argc, argv, "+c:vqhV", opts, NULL)) != -1) {
+		if (cli_vault_option(&ctx, c, optarg))
+			continue;
 		switch (c) {
 		case 'c':
 			ctx.config_path = optarg;
