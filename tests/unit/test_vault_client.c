@@ -864,6 +864,30 @@ static void health_and_sealed(void **state)
 	vault_config_free(&cfg);
 }
 
+static void tls_server_name_is_verified(void **state)
+{
+	(void)state;
+	reset_double(D1);
+	struct vault_config cfg;
+	struct werr err = {0};
+	struct vault_health h;
+	/* The server certificate names 127.0.0.1 and localhost. */
+	cfg_for(&cfg, D1);
+	assert_int_equal(vault_config_set(&cfg, "vault_tls_server_name", "localhost", &err), 0);
+	struct fake_time ft = {0};
+	struct vault_client *vc = client_for(&cfg, &ft, &quiet);
+	assert_int_equal(vault_health(vc, &h, &err), 0);
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+	cfg_for(&cfg, D1);
+	assert_int_equal(vault_config_set(&cfg, "vault_tls_server_name", "vault.example", &err), 0);
+	vc = client_for(&cfg, &ft, &quiet);
+	assert_int_equal(vault_health(vc, &h, &err), -EPROTO);
+	assert_non_null(strstr(err.msg, "vault.example"));
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+}
+
 int main(void)
 {
 	D1 = env_or_die("VT_D1");
@@ -889,6 +913,7 @@ int main(void)
 		cmocka_unit_test(plain_http_works),
 		cmocka_unit_test(non_derived_and_missing_keys_refused),
 		cmocka_unit_test(health_and_sealed),
+		cmocka_unit_test(tls_server_name_is_verified),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
