@@ -32,7 +32,8 @@ cleanup() {
 	for p in $pids; do wait "$p" 2>/dev/null; done
 	if [ "${keep:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 1" HUP INT TERM PIPE
 
 "$mkca" "$T/ca" >"$T/mkca.log" 2>&1 || { cat "$T/mkca.log" >&2; fail "make-test-ca failed"; }
 
