@@ -405,15 +405,8 @@ static int run_inspect(struct wrapctl_ctx *ctx, int argc, char **argv)
 				puts(s);
 			free(s);
 			json_decref(o);
-		} else if (diag) {
-			for (int i = 0; i < 2; i++) {
-				char why[300];
-				safe(why, sizeof(why), diag->copy[i].why);
-				fprintf(stderr, "wrapctl: %s: %s header copy at %llu is %s: %s\n", dev,
-					copy_name(i), (unsigned long long)diag->copy[i].offset,
-					luks2_copy_status_str(diag->copy[i].status), why);
-			}
 		}
+		/* The message names both copies and why each is bad. */
 		char msg[WERR_MSG_MAX];
 		safe(msg, sizeof(msg), err.msg);
 		return cli_fail(ctx, "%s", msg);

@@ -7,3 +7,28 @@ TESTS += tests/unit/test_format
 tests_unit_test_format_SOURCES = tests/unit/test_format.c
 tests_unit_test_format_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_format_LDADD = $(UNIT_LIBS)
+
+# wrapctl format/inspect/header against real cryptsetup, blkid and the Vault double.
+TESTS += tests/unit/format-interop.sh
+dist_noinst_SCRIPTS += tests/unit/format-interop.sh tests/fuzz/run-fuzz
+
+# libFuzzer target for the header parser, built with $(FUZZ_CC) (clang) when
+# configure found one. Compiled from sources (not libwrapd.a) so that gcc's and
+# clang's sanitizer runtimes never mix. `tests/fuzz/run-fuzz SECONDS` runs it.
+if HAVE_FUZZ_CC
+FUZZ_LUKS2_SRCS = $(srcdir)/tests/fuzz/fuzz_luks2.c $(srcdir)/format/luks2.c \
+	$(srcdir)/format/validate.c $(srcdir)/format/wrapd.c $(srcdir)/format/lock.c \
+	$(srcdir)/format/device.c $(srcdir)/common/werr.c $(srcdir)/common/secmem.c \
+	$(srcdir)/common/b64.c $(srcdir)/common/fileio.c $(srcdir)/common/log.c
+tests/fuzz/fuzz_luks2$(EXEEXT): $(FUZZ_LUKS2_SRCS) $(srcdir)/format/format.h $(srcdir)/format/internal.h
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(top_srcdir) \
+		-I$(top_builddir) -include config.h $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS) \
+		-o $@ $(FUZZ_LUKS2_SRCS) $(JANSSON_LIBS) $(CRYPTO_LIBS)
+CLEANFILES += tests/fuzz/fuzz_luks2$(EXEEXT)
+# CI smoke: a short bounded run of the fuzzer as part of make check.
+TESTS += tests/fuzz/fuzz-smoke.sh
+dist_noinst_SCRIPTS += tests/fuzz/fuzz-smoke.sh
+tests/fuzz/fuzz-smoke.log: tests/fuzz/fuzz_luks2$(EXEEXT)
+endif
+EXTRA_DIST += tests/fuzz/fuzz_luks2.c
