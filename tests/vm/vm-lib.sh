@@ -24,10 +24,10 @@ vm_need_host_tools() {
              cpio:cpio depmod:kmod modprobe:kmod; do
         p=${t#*:}; t=${t%%:*}
         if [[ $t == /* ]]; then
-            # busybox must be the static build: it runs inside the initramfs.
-            if [ ! -x "$t" ] || ! file -L "$t" 2>/dev/null | grep -q 'statically linked'; then
-                [ -x "$t" ] && ldd "$t" >/dev/null 2>&1 && missing+=("$p")
-                [ -x "$t" ] || missing+=("$p")
+            # busybox must be the static build: it runs inside the initramfs,
+            # where there is no libc. ldd fails on a static executable.
+            if [ ! -x "$t" ] || ldd "$t" >/dev/null 2>&1; then
+                missing+=("$p")
             fi
         else
             command -v "$t" >/dev/null 2>&1 || missing+=("$p")
