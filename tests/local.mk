@@ -25,3 +25,14 @@ PY_LOG_COMPILER = $(SHELL) -c 'exec "$${WRAPD_PYTHON:-/usr/bin/python3}" "$$0" "
 TESTS += tests/vault-double/test_double.py
 EXTRA_DIST += tests/vault-double/vault-double tests/vault-double/make-test-ca \
 	tests/vault-double/test_double.py tests/vault-double/README.md
+
+# The real-kernel harness ships too, so a dist tarball can run the VM suite.
+EXTRA_DIST += tests/vm/README.md tests/vm/guest-init tests/vm/have-dm \
+	tests/vm/run-kernel-tests tests/vm/vm-lib.sh tests/vm/vm-run \
+	scripts/demo scripts/demo-flow
+
+# `make check-kernel`: the dm-crypt suite, natively or in one VM boot.
+check-kernel: $(check_PROGRAMS) $(sbin_PROGRAMS)
+	WRAPD_BUILD='$(abs_top_builddir)' WRAPD_SRCDIR='$(abs_top_srcdir)' \
+		$(SHELL) '$(srcdir)/tests/vm/run-kernel-tests'
+.PHONY: check-kernel
