@@ -64,20 +64,23 @@ static int vsession_open(const struct wrapctl_ctx *ctx, const struct vopts *vo,
 			 struct vsession *s, struct volume_ctx *vctx, struct werr *err)
 {
 	memset(s, 0, sizeof(*s));
+	/* --vault-mount/--vault-key after the command win over those before it. */
+	const char *mount = vo->mount ? vo->mount : ctx->vault_mount;
+	const char *key = vo->key ? vo->key : ctx->vault_key;
 	int r = vault_config_load(&s->cfg, ctx->config_path, err);
 	if (r < 0)
 		return r;
 	s->cfg_loaded = true;
-	if (vo->mount && (r = vault_config_set(&s->cfg, "vault_mount", vo->mount, err)) < 0)
+	if (mount && (r = vault_config_set(&s->cfg, "vault_mount", mount, err)) < 0)
 		return r;
-	if (vo->key && (r = vault_config_set(&s->cfg, "vault_key", vo->key, err)) < 0)
+	if (key && (r = vault_config_set(&s->cfg, "vault_key", key, err)) < 0)
 		return r;
 	r = vault_client_new(&s->cfg, &ctx->log, &s->vc, err);
 	if (r < 0)
 		return r;
 	vctx->vc = s->vc;
 	vctx->vcfg = &s->cfg;
-	vctx->vault_key_explicit = vo->mount || vo->key;
+	vctx->vault_key_explicit = mount || key;
 	return 0;
 }
 
@@ -490,8 +493,9 @@ static int run_rewrap(struct wrapctl_ctx *ctx, int argc, char **argv)
 				cli_fail(ctx, "%s", res[i].msg);
 				rc = 1;
 			} else {
-				printf("%s: rewrapped, Vault key version %u -> %u\n", devs[i],
-				       res[i].old_version, res[i].new_version);
+				printf("%s: rewrapped, Vault key version %u -> %u%s\n", devs[i],
+				       res[i].old_version, res[i].new_version,
+				       res[i].old_version == res[i].new_version ? " (already the latest)" : "");
 			}
 		}
 	}
