@@ -32,3 +32,11 @@ dist_noinst_SCRIPTS += tests/fuzz/fuzz-smoke.sh
 tests/fuzz/fuzz-smoke.log: tests/fuzz/fuzz_luks2$(EXEEXT)
 endif
 EXTRA_DIST += tests/fuzz/fuzz_luks2.c
+
+# Real-kernel test (dm-crypt, loop device): built by make check, run by
+# tests/vm/run-kernel-tests (one VM boot when this kernel has no dm-crypt).
+check_PROGRAMS += tests/kernel/test_format
+tests_kernel_test_format_SOURCES = tests/kernel/test_format.c
+tests_kernel_test_format_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
+	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
+EXTRA_DIST += tests/kernel/test_format.sh
