@@ -109,10 +109,10 @@ struct engine_io_ops {
 	int (*write)(struct engine_io *io, unsigned file, unsigned buf_idx, const void *p,
 		     size_t len, uint64_t off, uint64_t tag);
 	/* Submits queued ops and returns completions. When none is ready and
-	 * `block` is set, blocks until one is, or until evfd is signalled (then
-	 * *n may be 0). */
-	int (*wait)(struct engine_io *io, int evfd, bool block, struct engine_io_cqe *cqes,
-		    unsigned max, unsigned *n);
+	 * `block` is set, blocks until one is, or until io->evfd is signalled
+	 * (then *n may be 0). */
+	int (*wait)(struct engine_io *io, bool block, struct engine_io_cqe *cqes, unsigned max,
+		    unsigned *n);
 	/* Synchronous I/O for headers, journal and park (aligned buffers). */
 	int (*pread)(struct engine_io *io, unsigned file, void *p, size_t len, uint64_t off);
 	int (*pwrite)(struct engine_io *io, unsigned file, const void *p, size_t len, uint64_t off);
@@ -128,6 +128,7 @@ typedef void (*engine_op_hook)(void *arg, uint64_t op);
 struct engine_io {
 	const struct engine_io_ops *ops;
 	int fds[2];           /* 0: data device, 1: header (may equal fds[0]) */
+	int evfd;             /* eventfd the crypto workers signal; owned by the backend */
 	uint64_t ops_count;
 	engine_op_hook hook;
 	void *hook_arg;

@@ -112,11 +112,12 @@ static int uring_write(struct engine_io *io, unsigned file, unsigned buf_idx, co
 	return uring_rw(io, true, file, buf_idx, (void *)p, len, off, tag);
 }
 
-static int uring_wait(struct engine_io *io, int evfd, bool block, struct engine_io_cqe *cqes,
+static int uring_wait(struct engine_io *io, bool block, struct engine_io_cqe *cqes,
 		      unsigned max, unsigned *n)
 {
 	struct uring_io *u = (struct uring_io *)io;
 	*n = 0;
+	int evfd = io->evfd;
 	if (block && !u->ev_armed && evfd >= 0) {
 		struct io_uring_sqe *sqe = uring_sqe(u);
 		if (!sqe)
@@ -175,14 +176,13 @@ static void uring_free(struct engine_io *io)
 	struct uring_io *u = (struct uring_io *)io;
 	if (!u)
 		return;
-	/* Drain: never leave the kernel writing into memory we free. */
+	/* Drain: the armed eventfd read completes once the eventfd is written
+	 * (a blocked read in an io-wq worker cannot be cancelled). */
 	while (u->ev_armed) {
 		struct io_uring_cqe *cqe;
-		struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-		if (sqe) {
-			io_uring_prep_cancel64(sqe, EVFD_TAG, 0);
-			io_uring_sqe_set_data64(sqe, EVFD_TAG - 1);
-		}
+		uint64_t one = 1;
+		if (write(io->evfd, &one, sizeof(one)) < 0)
+			break;
 		io_uring_submit(&u->ring);
 		if (io_uring_wait_cqe(&u->ring, &cqe) < 0)
 			break;
@@ -192,6 +192,8 @@ static void uring_free(struct engine_io *io)
 	}
 	uring_bufs_unregister(io);
 	io_uring_queue_exit(&u->ring);
+	if (io->evfd >= 0)
+		close(io->evfd);
 	free(u);
 }
 
@@ -241,6 +243,12 @@ int engine_io_uring_new(const int fds[2], unsigned depth, struct engine_io **out
 	u->io.ops = &uring_ops;
 	u->io.fds[0] = fds[0];
 	u->io.fds[1] = fds[1];
+	u->io.evfd = eventfd(0, EFD_CLOEXEC);
+	if (u->io.evfd < 0) {
+		r = -errno;
+		uring_free(&u->io);
+		return werr_set(err, r, "eventfd: %s", strerror(-r));
+	}
 	*out = &u->io;
 	return 0;
 }
@@ -385,7 +393,7 @@ static int sync_write(struct engine_io *io, unsigned file, unsigned buf_idx, con
 	return sync_push(s, tag, r < 0 ? r : (int)len);
 }
 
-static int sync_wait(struct engine_io *io, int evfd, bool block, struct engine_io_cqe *cqes,
+static int sync_wait(struct engine_io *io, bool block, struct engine_io_cqe *cqes,
 		     unsigned max, unsigned *n)
 {
 	struct sync_io *s = (struct sync_io *)io;
@@ -398,9 +406,9 @@ static int sync_wait(struct engine_io *io, int evfd, bool block, struct engine_i
 		*n = k;
 		return 0;
 	}
-	if (block && evfd >= 0) {
+	if (block && io->evfd >= 0) {
 		uint64_t v;
-		ssize_t r = read(evfd, &v, sizeof(v));
+		ssize_t r = read(io->evfd, &v, sizeof(v));
 		if (r < 0 && errno != EINTR && errno != EAGAIN)
 			return -errno;
 	}
@@ -446,6 +454,8 @@ static void sync_free(struct engine_io *io)
 	struct sync_io *s = (struct sync_io *)io;
 	if (!s)
 		return;
+	if (io->evfd >= 0)
+		close(io->evfd);
 	free(s->done);
 	free(s->files[0].durable);
 	free(s->files[1].durable);
@@ -472,6 +482,12 @@ int engine_io_sync_new(const int fds[2], struct engine_io **out, struct werr *er
 	s->io.ops = &sync_ops;
 	s->io.fds[0] = fds[0];
 	s->io.fds[1] = fds[1];
+	s->io.evfd = eventfd(0, EFD_CLOEXEC);
+	if (s->io.evfd < 0) {
+		int r = -errno;
+		free(s);
+		return werr_set(err, r, "eventfd: %s", strerror(-r));
+	}
 	*out = &s->io;
 	return 0;
 }

@@ -2,3 +2,9 @@
 libwrapd_a_SOURCES += engine/engine.h engine/xts.c engine/io.c engine/pipeline.c \
 	engine/fsprobe.c engine/convert.c
 EXTRA_DIST += engine/README.md
+
+check_PROGRAMS += tests/unit/test_engine
+TESTS += tests/unit/test_engine
+tests_unit_test_engine_SOURCES = tests/unit/test_engine.c tests/unit/engine_testlib.h
+tests_unit_test_engine_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_engine_LDADD = $(UNIT_LIBS)

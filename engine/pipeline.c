@@ -175,8 +175,6 @@ static void pipe_destroy(struct pipe *p)
 		explicit_bzero(p->mem, p->memlen);
 		munmap(p->mem, p->memlen);
 	}
-	if (p->evfd >= 0)
-		close(p->evfd);
 	free(p->slots);
 	free(p->q);
 	free(p->dq);
@@ -266,11 +264,7 @@ int engine_run(const struct engine_run *run_in, struct werr *err)
 	free(iov);
 	if (rc < 0)
 		goto out;
-	p->evfd = eventfd(0, EFD_CLOEXEC);
-	if (p->evfd < 0) {
-		rc = -errno;
-		goto out_unreg;
-	}
+	p->evfd = R.io->evfd;
 	p->nworkers = R.workers;
 	p->workers = calloc(p->nworkers, sizeof(*p->workers));
 	if (!p->workers) {
@@ -369,7 +363,7 @@ int engine_run(const struct engine_run *run_in, struct werr *err)
 		}
 		bool block = inflight_io || inflight_xf;
 		unsigned n = 0;
-		int r = R.io->ops->wait(R.io, p->evfd, block, cqes, ARRAY_SIZE(cqes), &n);
+		int r = R.io->ops->wait(R.io, block, cqes, ARRAY_SIZE(cqes), &n);
 		if (r < 0) {
 			if (!first_err)
 				first_err = werr_set(err, r, "I/O wait failed: %s", strerror(-r));
