@@ -16,8 +16,7 @@ srcdir=${srcdir:-$(dirname "$0")/../..}
 builddir=$(pwd)
 W="$builddir/wrapctl"
 double="$srcdir/tests/vault-double/vault-double"
-testdata=${WRAPD_TESTDATA:-$srcdir/../shared/testdata/luks2}
-[ -d "$testdata" ] || testdata=/work/shared/testdata/luks2
+testdata=${WRAPD_TESTDATA:-$srcdir/../shared/testdata}/luks2
 PY=/usr/bin/python3
 
 fail() { echo "format-interop.sh: FAIL: $*" >&2; exit 1; }
