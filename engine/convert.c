@@ -1345,6 +1345,14 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
 	}
 	bool torn_new_file = false;
 	rc = find_state(c, &have_hdr, &pd, prior, target, &have_park, &torn_new_file);
+	if (rc == -EINVAL && torn_new_file && p->op == CONV_RESUME) {
+		rc = werr_set(err, -ENOENT,
+			      "%s: the header file was never completed, so nothing was converted; run 'wrapctl encrypt %s --header %s' again",
+			      p->header, c->what, p->header);
+		free(prior);
+		free(target);
+		goto out;
+	}
 	if (rc == -EINVAL && torn_new_file && p->op == CONV_ENCRYPT) {
 		/* A header file we created but never completed: the device was
 		 * not touched before the header was durable. Start again. */

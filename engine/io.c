@@ -256,8 +256,10 @@ int engine_io_uring_new(const int fds[2], unsigned depth, struct engine_io **out
 /* ---- synchronous and simulated ------------------------------------------------ */
 
 struct sim_file {
-	uint8_t *durable;      /* content as of the last fsync */
-	uint64_t size;
+	uint8_t *old;          /* content before the first unflushed write, per sector */
+	uint8_t *dirty;        /* per 512-byte sector: written since the last fsync */
+	uint64_t *list;        /* dirty sector numbers */
+	uint64_t nlist, nsec;
 };
 
 struct sync_io {
@@ -279,58 +281,67 @@ static uint64_t xorshift(uint64_t *s)
 	return *s = x;
 }
 
-static int sim_snapshot(struct sync_io *s, unsigned file)
+static struct sim_file *sim_file(struct sync_io *s, unsigned file)
 {
-	struct sim_file *f = &s->files[file];
 	if (file == 1 && s->io.fds[1] == s->io.fds[0])
-		f = &s->files[0];
+		file = 0;
+	return &s->files[file];
+}
+
+static int sim_init_file(struct sync_io *s, unsigned file)
+{
+	struct sim_file *f = sim_file(s, file);
+	if (f->dirty)
+		return 0;
 	uint64_t size = 0;
 	int r = fd_size(s->io.fds[file], &size);
 	if (r < 0)
 		return r;
-	if (size != f->size || !f->durable) {
-		uint8_t *n = realloc(f->durable, size ? size : 1);
-		if (!n)
-			return -ENOMEM;
-		f->durable = n;
-		f->size = size;
+	f->nsec = size / 512;
+	f->old = malloc(f->nsec * 512 + 1);
+	f->dirty = calloc(f->nsec + 1, 1);
+	f->list = malloc((f->nsec + 1) * sizeof(uint64_t));
+	return f->old && f->dirty && f->list ? 0 : -ENOMEM;
+}
+
+/* Before a write: remember the durable content of each sector it covers. */
+static int sim_before_write(struct sync_io *s, unsigned file, size_t len, uint64_t off)
+{
+	struct sim_file *f = sim_file(s, file);
+	for (uint64_t sec = off / 512; sec < (off + len + 511) / 512 && sec < f->nsec; sec++) {
+		if (f->dirty[sec])
+			continue;
+		int r = sys_pread(s->io.fds[file], f->old + sec * 512, 512, sec * 512);
+		if (r < 0)
+			return r;
+		f->dirty[sec] = 1;
+		f->list[f->nlist++] = sec;
 	}
-	return size ? sys_pread(s->io.fds[file], f->durable, size, 0) : 0;
+	return 0;
+}
+
+static void sim_flushed(struct sync_io *s, unsigned file)
+{
+	struct sim_file *f = sim_file(s, file);
+	for (uint64_t i = 0; i < f->nlist; i++)
+		f->dirty[f->list[i]] = 0;
+	f->nlist = 0;
 }
 
 /* The power goes: each 512-byte sector written since the last fsync of its
- * file survives or is lost by a coin toss. */
+ * file survives or is lost (old content back) by a coin toss. */
 static void sim_lose_power(struct sync_io *s)
 {
-	uint8_t *cur = NULL;
 	for (unsigned i = 0; i < 2; i++) {
 		if (i == 1 && s->io.fds[1] == s->io.fds[0])
 			break;
 		struct sim_file *f = &s->files[i];
-		uint64_t size = 0;
-		if (fd_size(s->io.fds[i], &size) < 0 || !f->durable)
-			continue;
-		if (posix_memalign((void **)&cur, 4096, 4096) != 0)
-			break;
-		uint64_t n = size < f->size ? size : f->size;
-		for (uint64_t off = 0; off + 512 <= n; off += 4096) {
-			size_t len = n - off < 4096 ? (size_t)((n - off) & ~511ull) : 4096;
-			if (sys_pread(s->io.fds[i], cur, len, off) < 0)
-				break;
-			if (!memcmp(cur, f->durable + off, len))
-				continue;
-			bool changed = false;
-			for (unsigned k = 0; k < len; k += 512) {
-				if (memcmp(cur + k, f->durable + off + k, 512) && (xorshift(&s->rng) & 1)) {
-					memcpy(cur + k, f->durable + off + k, 512);
-					changed = true;
-				}
-			}
-			if (changed)
-				(void)sys_pwrite(s->io.fds[i], cur, len, off);
+		for (uint64_t k = 0; k < f->nlist; k++) {
+			uint64_t sec = f->list[k];
+			if (xorshift(&s->rng) & 1)
+				(void)sys_pwrite(s->io.fds[i], f->old + sec * 512, 512, sec * 512);
 		}
-		free(cur);
-		cur = NULL;
+		sim_flushed(s, i);
 	}
 	s->io.dead = true;
 }
@@ -388,6 +399,8 @@ static int sync_write(struct engine_io *io, unsigned file, unsigned buf_idx, con
 	int r = sync_tick(s);
 	if (r < 0)
 		return r;
+	if (s->sim && (r = sim_before_write(s, file, len, off)) < 0)
+		return r;
 	r = sys_pwrite(io->fds[file], p, len, off);
 	sync_after_write(s);
 	return sync_push(s, tag, r < 0 ? r : (int)len);
@@ -427,6 +440,8 @@ static int sync_pwrite(struct engine_io *io, unsigned file, const void *p, size_
 	int r = sync_tick(s);
 	if (r < 0)
 		return r;
+	if (s->sim && (r = sim_before_write(s, file, len, off)) < 0)
+		return r;
 	r = sys_pwrite(io->fds[file], p, len, off);
 	sync_after_write(s);
 	return r;
@@ -445,7 +460,7 @@ static int sync_fsync(struct engine_io *io, unsigned file)
 	}
 	r = sys_fsync(io->fds[file]);
 	if (r == 0 && s->sim)
-		r = sim_snapshot(s, file);
+		sim_flushed(s, file);
 	return r;
 }
 
@@ -457,8 +472,11 @@ static void sync_free(struct engine_io *io)
 	if (io->evfd >= 0)
 		close(io->evfd);
 	free(s->done);
-	free(s->files[0].durable);
-	free(s->files[1].durable);
+	for (int i = 0; i < 2; i++) {
+		free(s->files[i].old);
+		free(s->files[i].dirty);
+		free(s->files[i].list);
+	}
 	free(s);
 }
 
@@ -506,7 +524,7 @@ int engine_io_sim_new(const int fds[2], uint64_t loss_at, uint64_t seed,
 	for (unsigned i = 0; i < 2; i++) {
 		if (i == 1 && fds[1] == fds[0])
 			break;
-		r = sim_snapshot(s, i);
+		r = sim_init_file(s, i);
 		if (r < 0) {
 			sync_free(io);
 			return werr_set(err, r, "simulator snapshot failed");

@@ -8,3 +8,10 @@ TESTS += tests/unit/test_engine
 tests_unit_test_engine_SOURCES = tests/unit/test_engine.c tests/unit/engine_testlib.h
 tests_unit_test_engine_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_engine_LDADD = $(UNIT_LIBS)
+
+check_PROGRAMS += tests/unit/test_engine_crash
+TESTS += tests/unit/test_engine_crash
+tests_unit_test_engine_crash_SOURCES = tests/unit/test_engine_crash.c tests/unit/engine_testlib.h
+tests_unit_test_engine_crash_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_engine_crash_LDADD = $(UNIT_LIBS)
+dist_noinst_SCRIPTS += tests/crash/run-crash-full

@@ -18,21 +18,40 @@
 #define T_UNUSED __attribute__((unused))
 #define MiB (1024ull * 1024)
 
+/* Keys are derived from a per-run seed and their index, so a forked child
+ * killed mid-conversion and the parent that resumes agree on every key
+ * without passing one anywhere. */
 struct tkeys {
-	struct secbuf vk[64];
-	unsigned n;
+	struct secbuf vk[256];
+	unsigned n;      /* next index new_key hands out */
+	uint64_t seed;
 };
+
+static T_UNUSED const struct secbuf *tk_key(struct tkeys *tk, unsigned i)
+{
+	if (i >= ARRAY_SIZE(tk->vk))
+		return NULL;
+	struct secbuf *k = &tk->vk[i];
+	if (!k->data) {
+		uint8_t in[12];
+		memcpy(in, &tk->seed, 8);
+		memcpy(in + 8, &i, 4);
+		if (secbuf_alloc(k, 64) < 0)
+			return NULL;
+		unsigned len = 64;
+		EVP_Digest(in, sizeof(in), k->data, &len, EVP_sha512(), NULL);
+		k->len = 64;
+	}
+	return k;
+}
 
 static T_UNUSED int tk_new_key(void *arg, const char *uuid, struct secbuf *vk,
 			       struct wrapd_token *tok, struct werr *err)
 {
 	struct tkeys *tk = arg;
-	if (tk->n >= ARRAY_SIZE(tk->vk))
+	const struct secbuf *k = tk_key(tk, tk->n);
+	if (!k)
 		return werr_set(err, -ENOSPC, "test: too many keys");
-	struct secbuf *k = &tk->vk[tk->n];
-	if (secbuf_alloc(k, 64) < 0 || RAND_bytes(k->data, 64) != 1)
-		return -ENOMEM;
-	k->len = 64;
 	if (secbuf_alloc(vk, 64) < 0 || secbuf_append(vk, k->data, 64) < 0)
 		return -ENOMEM;
 	char ct[64];
@@ -61,16 +80,17 @@ static T_UNUSED int tk_unwrap(void *arg, const struct wrapd_token *tok, struct s
 {
 	struct tkeys *tk = arg;
 	int i = tk_index(tok->ciphertext);
-	if (i < 0 || (unsigned)i >= tk->n)
+	const struct secbuf *k = i < 0 ? NULL : tk_key(tk, (unsigned)i);
+	if (!k)
 		return werr_set(err, -ENOKEY, "test: unknown wrapped key");
-	if (secbuf_alloc(vk, 64) < 0 || secbuf_append(vk, tk->vk[i].data, 64) < 0)
+	if (secbuf_alloc(vk, 64) < 0 || secbuf_append(vk, k->data, 64) < 0)
 		return -ENOMEM;
 	return 0;
 }
 
 static T_UNUSED void tk_free(struct tkeys *tk)
 {
-	for (unsigned i = 0; i < tk->n; i++)
+	for (unsigned i = 0; i < ARRAY_SIZE(tk->vk); i++)
 		secbuf_free(&tk->vk[i]);
 	tk->n = 0;
 }
@@ -87,8 +107,9 @@ static T_UNUSED const struct secbuf *tk_volume_key(struct tkeys *tk, const char 
 		struct wrapd_token t = {0};
 		if (wrapd_token_get(h, &t, NULL, NULL) == 0) {
 			int i = tk_index(t.ciphertext);
-			if (i >= 0 && (unsigned)i < tk->n && luks2_vk_verify(h, &tk->vk[i], NULL) == 0)
-				r = &tk->vk[i];
+			const struct secbuf *k = i < 0 ? NULL : tk_key(tk, (unsigned)i);
+			if (k && luks2_vk_verify(h, k, NULL) == 0)
+				r = k;
 			wrapd_token_free(&t);
 		}
 		luks2_hdr_free(h);

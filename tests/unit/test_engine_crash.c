@@ -1,0 +1,260 @@
+/*
+ * engine: crash safety. Over encrypt, rekey and decrypt, shifted and
+ * detached, 512- and 4096-byte sectors:
+ *  - SIGKILL: a forked child runs the conversion and kills itself at a
+ *    random I/O operation (chosen by op count, never by time);
+ *  - power loss: the simulator backend drops or tears, per 512-byte sector,
+ *    every write not covered by a completed flush, at a random op.
+ * Each is followed by resume (or the original command) and a full check of
+ * every sector. WRAPD_CRASH_RUNS (default 20 of each) and WRAPD_CRASH_SEED
+ * (default: from the clock, printed) control the sample.
+ */
+#include "tests/unit/unit.h"
+#include "tests/unit/engine_testlib.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+static char dir[256];
+static uint64_t base_seed;
+static unsigned runs;
+
+struct cfg {
+	enum conv_op op;
+	bool detached;
+	uint32_t ss;
+	uint64_t nops;      /* ops of an uninterrupted run */
+	char plain[300], enc[300], enc_hdr[300];
+	uint8_t *orig;
+	uint64_t size;
+};
+
+static struct cfg cfgs[12];
+
+static struct conv_params params(struct conv_keyprov *kp, const char *dev, const char *hdr,
+				 enum conv_op op, uint32_t ss)
+{
+	struct conv_params p = {.device = dev, .header = hdr, .op = op, .sector_size = ss,
+				.tail_is_free = true, .keys = kp, .chunk = 64 * 1024,
+				.hotzone = 256 * 1024, .pool = 512 * 1024, .workers = 2};
+	return p;
+}
+
+struct counter {
+	uint64_t n, kill_at;
+};
+static void count_hook(void *arg, uint64_t op)
+{
+	struct counter *c = arg;
+	c->n = op;
+	if (c->kill_at && op >= c->kill_at)
+		raise(SIGKILL);
+}
+
+static void lay_out(struct cfg *c, const char *dev, const char *hdr)
+{
+	unlink(hdr);
+	if (c->op == CONV_ENCRYPT) {
+		assert_int_equal(t_copy_file(c->plain, dev), 0);
+	} else {
+		assert_int_equal(t_copy_file(c->enc, dev), 0);
+		if (c->detached)
+			assert_int_equal(t_copy_file(c->enc_hdr, hdr), 0);
+	}
+}
+
+static int setup(void **state)
+{
+	const char *e = getenv("WRAPD_CRASH_RUNS");
+	runs = e ? (unsigned)atoi(e) : 20;
+	e = getenv("WRAPD_CRASH_SEED");
+	base_seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) * 2654435761u;
+	print_message("crash tests: WRAPD_CRASH_SEED=%llu WRAPD_CRASH_RUNS=%u\n",
+		      (unsigned long long)base_seed, runs);
+	/* tmpfs when there is one: the crash runs fsync a lot. */
+	snprintf(dir, sizeof(dir), "%s/wrapd-crash-XXXXXX",
+		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+	if (!mkdtemp(dir))
+		return -1;
+	unsigned k = 0;
+	for (int op = CONV_ENCRYPT; op <= CONV_DECRYPT; op++)
+		for (int det = 0; det < 2; det++)
+			for (uint32_t ss = 512; ss <= 4096; ss *= 8) {
+				struct cfg *c = &cfgs[k++];
+				c->op = (enum conv_op)op;
+				c->detached = det;
+				c->ss = ss;
+				c->size = det ? 2 * MiB + 12 * 1024 : 34 * MiB + 12 * 1024;
+				snprintf(c->plain, sizeof(c->plain), "%s/plain-%d-%u.img", dir, det, ss);
+				snprintf(c->enc, sizeof(c->enc), "%s/enc-%d-%u.img", dir, det, ss);
+				snprintf(c->enc_hdr, sizeof(c->enc_hdr), "%s/enc-%d-%u.hdr", dir, det, ss);
+				c->orig = t_random_data(c->size, c->size + ss);
+				if (t_write_file(c->plain, c->orig, c->size) < 0)
+					return -1;
+				/* The encrypted starting point for rekey/decrypt: key index 0. */
+				if (op == CONV_ENCRYPT) {
+					if (t_copy_file(c->plain, c->enc) < 0)
+						return -1;
+					struct tkeys tk = {.seed = 1};
+					struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
+					struct conv_params p = params(&kp, c->enc, det ? c->enc_hdr : NULL,
+								      CONV_ENCRYPT, ss);
+					struct werr err = {0};
+					unlink(c->enc_hdr);
+					int rc = conv_run(&p, NULL, &err);
+					tk_free(&tk);
+					if (rc < 0) {
+						print_message("setup: %s\n", werr_str(&err, rc));
+						return -1;
+					}
+				} else {
+					struct cfg *src = &cfgs[k - 1 - 4 * (op - CONV_ENCRYPT)];
+					memcpy(c->enc, src->enc, sizeof(c->enc));
+					memcpy(c->enc_hdr, src->enc_hdr, sizeof(c->enc_hdr));
+				}
+			}
+	/* Count the ops of an uninterrupted run of each. */
+	for (unsigned i = 0; i < k; i++) {
+		struct cfg *c = &cfgs[i];
+		char dev[300], hdr[300];
+		snprintf(dev, sizeof(dev), "%s/count.img", dir);
+		snprintf(hdr, sizeof(hdr), "%s/count.hdr", dir);
+		lay_out(c, dev, hdr);
+		struct tkeys tk = {.seed = 1, .n = 1};
+		struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
+		struct counter cnt = {0};
+		struct conv_params p = params(&kp, dev, c->detached ? hdr : NULL, c->op, c->ss);
+		p.hook = count_hook;
+		p.hook_arg = &cnt;
+		struct werr err = {0};
+		int rc = conv_run(&p, NULL, &err);
+		tk_free(&tk);
+		if (rc < 0) {
+			print_message("count %s: %s\n", conv_op_name(c->op), werr_str(&err, rc));
+			return -1;
+		}
+		c->nops = cnt.n;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	for (unsigned i = 0; i < ARRAY_SIZE(cfgs); i++)
+		free(cfgs[i].orig);
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Everything must be exactly right after recovery. */
+static int verify(struct cfg *c, struct tkeys *tk, const char *dev, const char *hdr)
+{
+	uint64_t off = c->detached ? 0 : ENGINE_SHIFT;
+	uint64_t data = c->detached ? c->size : c->size - ENGINE_TAIL_NEEDED;
+	const char *h = c->detached ? hdr : dev;
+	if (c->op == CONV_DECRYPT) {
+		uint8_t *now = t_read_file(dev, 0, data);
+		int bad = !now || memcmp(now, c->orig, data);
+		free(now);
+		return bad ? -1 : 0;
+	}
+	if (!t_hdr_clean(h))
+		return -2;
+	const struct secbuf *k = tk_volume_key(tk, h);
+	if (!k)
+		return -3;
+	if (c->op == CONV_REKEY && k == tk_key(tk, 0))
+		return -4; /* still the old key */
+	uint64_t bad = t_check_encrypted(dev, off, c->orig, data, k, c->ss);
+	if (bad) {
+		print_message("  first bad byte at data position %llu\n", (unsigned long long)bad - 1);
+		return -5;
+	}
+	return 0;
+}
+
+static int recover(struct cfg *c, struct tkeys *tk, const char *dev, const char *hdr,
+		   struct werr *err)
+{
+	struct conv_keyprov kp = {tk_new_key, tk_unwrap, tk};
+	struct conv_params p = params(&kp, dev, c->detached ? hdr : NULL, CONV_RESUME, c->ss);
+	int rc = conv_run(&p, NULL, err);
+	if (rc == -ENOENT) {
+		/* Nothing durable had started: the original command starts it. */
+		p.op = c->op;
+		rc = conv_run(&p, NULL, err);
+		if (rc == -ENODEV && c->op == CONV_DECRYPT)
+			rc = 0; /* it had finished: the device is plain */
+	}
+	return rc;
+}
+
+static void crash_runs(bool powerloss)
+{
+	unsigned fails = 0, done = 0;
+	uint64_t rng = base_seed ^ (powerloss ? 0x5bd1e995 : 0);
+	char dev[300], hdr[300];
+	snprintf(dev, sizeof(dev), "%s/run.img", dir);
+	snprintf(hdr, sizeof(hdr), "%s/run.hdr", dir);
+	for (unsigned i = 0; i < runs; i++) {
+		struct cfg *c = &cfgs[i % ARRAY_SIZE(cfgs)];
+		uint64_t k = 1 + t_rand(&rng) % c->nops;
+		uint64_t simseed = t_rand(&rng);
+		lay_out(c, dev, hdr);
+		struct tkeys tk = {.seed = 1, .n = 1};
+		struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
+		struct conv_params p = params(&kp, dev, c->detached ? hdr : NULL, c->op, c->ss);
+		struct werr err = {0};
+		if (powerloss) {
+			p.io_kind = CONV_IO_SIM;
+			p.sim_loss_at = k;
+			p.sim_seed = simseed;
+			p.no_direct = true;
+			struct conv_result r = {0};
+			(void)conv_run(&p, &r, &err);
+		} else {
+			fflush(NULL);
+			pid_t pid = fork();
+			assert_true(pid >= 0);
+			if (pid == 0) {
+				struct counter cnt = {.kill_at = k};
+				p.hook = count_hook;
+				p.hook_arg = &cnt;
+				int rc = conv_run(&p, NULL, &err);
+				_exit(rc < 0 ? 3 : 0);
+			}
+			int status = 0;
+			waitpid(pid, &status, 0);
+		}
+		int rc = recover(c, &tk, dev, hdr, &err);
+		int v = rc < 0 ? rc : verify(c, &tk, dev, hdr);
+		done++;
+		if (rc < 0 || v < 0) {
+			fails++;
+			print_message("FAIL %s run %u: %s %s ss=%u crash at op %llu/%llu: %s (verify %d)\n",
+				      powerloss ? "powerloss" : "sigkill", i, conv_op_name(c->op),
+				      c->detached ? "detached" : "shift", c->ss,
+				      (unsigned long long)k, (unsigned long long)c->nops,
+				      rc < 0 ? werr_str(&err, rc) : "resume ok", v);
+		}
+		tk_free(&tk);
+	}
+	print_message("%s: %u runs, %u failed (WRAPD_CRASH_SEED=%llu)\n",
+		      powerloss ? "powerloss" : "sigkill", done, fails,
+		      (unsigned long long)base_seed);
+	assert_int_equal(fails, 0);
+}
+
+static void test_sigkill(void **state) { crash_runs(false); }
+static void test_powerloss(void **state) { crash_runs(true); }
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sigkill),
+		cmocka_unit_test(test_powerloss),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
