@@ -54,4 +54,7 @@ int cli_vault_connect(struct wrapctl_ctx *ctx, struct vault_config *cfg, struct 
 /* cli/cmd_vault.c */
 extern const struct wrapctl_cmd cmd_vault;
 
+/* cli/cmd_convert.c: in-place conversions (engine/) */
+extern const struct wrapctl_cmd cmd_encrypt, cmd_rekey, cmd_decrypt, cmd_resume;
+
 #endif

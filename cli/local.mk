@@ -5,3 +5,4 @@ wrapctl_SOURCES += cli/cmd_volume.c
 wrapctl_SOURCES += cli/cmd_format.c cli/cmd_inspect.c cli/cmd_header.c
 wrapctl_LDADD = $(WRAPD_LIBS)
 wrapctl_SOURCES += cli/cli_vault.c cli/cmd_vault.c
+wrapctl_SOURCES += cli/cmd_convert.c

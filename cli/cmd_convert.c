@@ -1,0 +1,263 @@
+/*
+ * wrapctl encrypt | rekey | decrypt | resume: in-place conversions through
+ * the engine (engine/engine.h). Keys come from Vault; progress goes to
+ * stderr on a TTY, as JSON lines with --json, else only a final summary.
+ * SIGINT/SIGTERM stop at the next checkpoint with a resume hint.
+ */
+#include "cli/cli.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "format/format.h"
+#include "vault/vault.h"
+
+/* Set by the signal handler only; handed to the engine through its params. */
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+struct keyctx {
+	struct wrapctl_ctx *ctx;
+};
+
+static int replace(char **dst, const char *src)
+{
+	char *n = strdup(src ? src : "");
+	if (!n)
+		return -ENOMEM;
+	free(*dst);
+	*dst = n;
+	return 0;
+}
+
+static int kp_new_key(void *arg, const char *uuid, struct secbuf *vk, struct wrapd_token *tok,
+		      struct werr *err)
+{
+	struct keyctx *kc = arg;
+	struct vault_config cfg = {0};
+	struct vault_client *vc = NULL;
+	if (cli_vault_connect(kc->ctx, &cfg, &vc))
+		return werr_set(err, -EIO, "cannot reach Vault (see above)");
+	_cleanup_free_ char *context = NULL;
+	char *ct = NULL;
+	unsigned kver = 0;
+	int rc = vault_require_derived_key(vc, err);
+	if (rc == 0 && vault_context_for_uuid(uuid, &context) < 0)
+		rc = werr_set(err, -EINVAL, "bad UUID");
+	if (rc == 0)
+		rc = vault_datakey(vc, context, 512, vk, &ct, &kver, err);
+	if (rc == 0) {
+		memset(tok, 0, sizeof(*tok));
+		if (replace(&tok->vault_addr, cfg.addr) || replace(&tok->vault_namespace, cfg.namespace_) ||
+		    replace(&tok->vault_mount, cfg.mount) || replace(&tok->vault_key, cfg.key) ||
+		    replace(&tok->context, context))
+			rc = -ENOMEM;
+		tok->ciphertext = ct;
+		ct = NULL;
+		tok->key_version = kver;
+	}
+	free(ct);
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+	return rc;
+}
+
+static int kp_unwrap(void *arg, const struct wrapd_token *tok, struct secbuf *vk, struct werr *err)
+{
+	struct keyctx *kc = arg;
+	/* The token names the Transit mount and key unless the user overrides. */
+	struct wrapctl_ctx c2 = *kc->ctx;
+	if (!c2.vault_mount && tok->vault_mount && *tok->vault_mount)
+		c2.vault_mount = tok->vault_mount;
+	if (!c2.vault_key && tok->vault_key && *tok->vault_key)
+		c2.vault_key = tok->vault_key;
+	struct vault_config cfg = {0};
+	struct vault_client *vc = NULL;
+	if (cli_vault_connect(&c2, &cfg, &vc))
+		return werr_set(err, -EIO, "cannot reach Vault (see above)");
+	int rc = vault_decrypt(vc, tok->ciphertext, tok->context, vk, err);
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+	return rc;
+}
+
+struct progress {
+	bool tty, json;
+	double t0, last;
+	uint64_t start_done;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void on_progress(void *arg, const struct conv_progress *p)
+{
+	struct progress *pr = arg;
+	double t = now_s();
+	if (!pr->t0) {
+		pr->t0 = t;
+		pr->start_done = p->done;
+	}
+	bool last = p->done >= p->total;
+	if (!last && t - pr->last < (pr->json ? 1.0 : 0.2))
+		return;
+	pr->last = t;
+	double el = t - pr->t0, moved = (double)(p->done - pr->start_done);
+	double rate = el > 0 ? moved / el : 0;
+	double pct = p->total ? 100.0 * (double)p->done / (double)p->total : 100.0;
+	double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+	if (pr->json) {
+		printf("{\"event\":\"progress\",\"op\":\"%s\",\"done\":%llu,\"total\":%llu,\"percent\":%.1f,\"mib_s\":%.1f,\"eta_s\":%.0f}\n",
+		       conv_op_name(p->op), (unsigned long long)p->done, (unsigned long long)p->total,
+		       pct, rate / 1048576.0, eta);
+		fflush(stdout);
+	} else if (pr->tty) {
+		char bar[31];
+		int fill = (int)(pct * 30 / 100);
+		for (int i = 0; i < 30; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[30] = 0;
+		fprintf(stderr, "\r%s [%s] %5.1f%%  %7.1f MiB/s  ETA %d:%02d ", conv_op_name(p->op), bar,
+			pct, rate / 1048576.0, (int)eta / 60, (int)eta % 60);
+		fflush(stderr);
+	}
+}
+
+static void usage(const char *cmd, FILE *out)
+{
+	if (!strcmp(cmd, "encrypt"))
+		fprintf(out,
+			"Usage: wrapctl encrypt DEVICE [--header FILE] [--tail-is-free] [--json]\n"
+			"                       [--sector-size N] [--vault-key K] [--vault-mount M]\n"
+			"Encrypts DEVICE in place. Without --header the data moves up by the 16 MiB\n"
+			"header: the last 17 MiB (16 MiB data offset + 1 MiB) must be free, which is\n"
+			"checked against the filesystem's size (ext2/3/4, xfs, btrfs); raw data needs\n"
+			"--tail-is-free. With --header FILE the data is encrypted where it lies and\n"
+			"FILE (created, 16 MiB) holds the header.\n");
+	else
+		fprintf(out,
+			"Usage: wrapctl %s DEVICE [--header FILE] [--json] [--vault-key K] [--vault-mount M]\n"
+			"%s\n",
+			cmd,
+			!strcmp(cmd, "rekey") ? "Re-encrypts every sector with a new volume key from Vault."
+			: !strcmp(cmd, "decrypt")
+				? "Turns DEVICE back to plaintext in place (a shifted volume is shifted back)."
+				: "Continues an interrupted encrypt, rekey or decrypt.");
+	fprintf(out, "SIGINT/SIGTERM stop at a checkpoint; 'wrapctl resume DEVICE' continues.\n");
+}
+
+static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
+{
+	const char *cmd = argv[0];
+	enum conv_op op = !strcmp(cmd, "encrypt") ? CONV_ENCRYPT
+			  : !strcmp(cmd, "rekey") ? CONV_REKEY
+			  : !strcmp(cmd, "decrypt") ? CONV_DECRYPT : CONV_RESUME;
+	static const struct option opts[] = {
+		{"header", required_argument, NULL, 'H'},
+		{"tail-is-free", no_argument, NULL, 'T'},
+		{"json", no_argument, NULL, 'j'},
+		{"sector-size", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		CLI_VAULT_LONGOPTS,
+		{0},
+	};
+	const char *header = NULL;
+	bool tail_free = false, json = ctx->json;
+	uint64_t ss = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "+H:Tjs:h", opts, NULL)) != -1) {
+		if (cli_vault_option(ctx, c, optarg))
+			continue;
+		switch (c) {
+		case 'H':
+			header = optarg;
+			break;
+		case 'T':
+			if (op != CONV_ENCRYPT)
+				return cli_fail(ctx, "--tail-is-free only applies to encrypt");
+			tail_free = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 's':
+			if (op != CONV_ENCRYPT || parse_u64(optarg, &ss) < 0 || ss > 4096)
+				return cli_fail(ctx, "--sector-size takes 512, 1024, 2048 or 4096 (encrypt only)");
+			break;
+		case 'h':
+			usage(cmd, stdout);
+			return 0;
+		default:
+			usage(cmd, stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(cmd, stderr);
+		return 2;
+	}
+	const char *dev = argv[optind];
+	struct keyctx kc = {.ctx = ctx};
+	struct conv_keyprov kp = {.new_key = kp_new_key, .unwrap = kp_unwrap, .arg = &kc};
+	struct progress pr = {.tty = isatty(STDERR_FILENO), .json = json};
+	struct conv_params p = {
+		.device = dev,
+		.header = header,
+		.op = op,
+		.sector_size = (uint32_t)ss,
+		.tail_is_free = tail_free,
+		.keys = &kp,
+		.progress = on_progress,
+		.progress_arg = &pr,
+		.stop = &stop_flag,
+		.log = &ctx->log,
+	};
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	struct sigaction old_int, old_term;
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	struct conv_result res = {0};
+	struct werr err = {0};
+	int rc = conv_run(&p, &res, &err);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	if (pr.tty && !json && pr.t0)
+		fputc('\n', stderr);
+	double mibs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1048576.0 : 0;
+	if (json) {
+		printf("{\"event\":\"%s\",\"op\":\"%s\",\"device\":\"%s\",\"resumed\":%s,\"bytes\":%llu,\"seconds\":%.3f,\"mib_s\":%.1f,\"uuid\":\"%s\",\"rc\":%d}\n",
+		       rc == 0 ? "done" : rc == -EINTR ? "interrupted" : "error", conv_op_name(res.op),
+		       dev, res.resumed ? "true" : "false", (unsigned long long)res.bytes, res.seconds,
+		       mibs, res.uuid, rc);
+		fflush(stdout);
+	}
+	if (rc == -EINTR) {
+		fprintf(stderr, "wrapctl: %s\n", werr_str(&err, rc));
+		return 3;
+	}
+	if (rc < 0)
+		return cli_fail(ctx, "%s", werr_str(&err, rc));
+	if (!json)
+		fprintf(stderr, "wrapctl: %s%s of %s done: %.1f MiB in %.1f s (%.1f MiB/s)%s\n",
+			res.resumed ? "resumed " : "", conv_op_name(res.op), dev,
+			(double)res.bytes / 1048576.0, res.seconds, mibs,
+			res.op == CONV_DECRYPT && header ? "; the header file no longer opens it" : "");
+	return 0;
+}
+
+const struct wrapctl_cmd cmd_encrypt = {"encrypt", "encrypt a device in place (data shift or --header FILE)", run_convert};
+const struct wrapctl_cmd cmd_rekey = {"rekey", "re-encrypt every sector with a new volume key", run_convert};
+const struct wrapctl_cmd cmd_decrypt = {"decrypt", "turn a wrapd volume back to plaintext in place", run_convert};
+const struct wrapctl_cmd cmd_resume = {"resume", "continue an interrupted encrypt, rekey or decrypt", run_convert};
