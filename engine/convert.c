@@ -1304,6 +1304,21 @@ static int find_state(struct conv *c, bool *have_hdr, struct park_desc *pd, uint
 	return -ENODEV;
 }
 
+/* A header file we created (16 MiB) whose first write never happened. */
+static bool blank_header_file(struct conv *c)
+{
+	uint64_t sz = 0;
+	if (fd_size(c->hfd_own, &sz) < 0 || sz != ENGINE_DETACHED_HDR_SIZE)
+		return false;
+	uint8_t b[65536];
+	if (read_full_at(c->hfd_own, b, sizeof(b), 0) < 0)
+		return false;
+	for (size_t i = 0; i < sizeof(b); i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -1402,6 +1417,14 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
 	if (rc < 0 && rc != -ENODEV)
 		goto out;
 
+	if (!have_hdr && c->detached && !c->created_hdr_file && p->op == CONV_ENCRYPT &&
+	    !torn_new_file && !blank_header_file(c)) {
+		/* Never overwrite a file we did not create. */
+		rc = werr_set(err, -EEXIST,
+			      "%s: the header file exists and is not an interrupted wrapd encrypt; give a new path",
+			      p->header);
+		goto out;
+	}
 	if (!have_hdr) {
 		/* Nothing converted yet: only encrypt may start here. */
 		if (p->op != CONV_ENCRYPT) {

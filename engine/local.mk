@@ -15,3 +15,6 @@ tests_unit_test_engine_crash_SOURCES = tests/unit/test_engine_crash.c tests/unit
 tests_unit_test_engine_crash_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_engine_crash_LDADD = $(UNIT_LIBS)
 dist_noinst_SCRIPTS += tests/crash/run-crash-full
+
+TESTS += tests/engine/test_convert_refusals.sh
+dist_noinst_SCRIPTS += tests/engine/test_convert_refusals.sh
