@@ -18,3 +18,9 @@ dist_noinst_SCRIPTS += tests/crash/run-crash-full
 
 TESTS += tests/engine/test_convert_refusals.sh
 dist_noinst_SCRIPTS += tests/engine/test_convert_refusals.sh
+
+# bench/convert (a script, not a test) drives this helper.
+noinst_PROGRAMS += bench/convert-bench
+bench_convert_bench_SOURCES = bench/convert_bench.c
+bench_convert_bench_LDADD = $(WRAPD_LIBS)
+dist_noinst_SCRIPTS += bench/convert
