@@ -499,13 +499,32 @@ out:
 struct run_ctx {
 	struct conv *c;
 	uint64_t hotzone;
+	bool bubble;      /* shift decrypt: keep the bubble out of the next hotzone */
 };
+
+static int bubble_write(struct conv *c, uint64_t where);
 
 static int checkpoint_cb(void *arg, uint64_t done, const struct engine_hotzone *next)
 {
 	struct run_ctx *rx = arg;
 	struct conv *c = rx->c;
-	int rc = st_set_u64(c->state, "done", done);
+	int rc;
+	if (rx->bubble && next) {
+		/* The bubble [b, b+L) must stay out of the hotzone's destination
+		 * [start,end) and below its sources (OFF+start): move it up into
+		 * the free window [start, OFF+start) when the frontier nears it.
+		 * The new place never overlaps the old one, which the durable
+		 * state names until this commit. */
+		uint64_t b = st_u64(c->state, "bubble"), a = next->start;
+		if (b < next->end) {
+			uint64_t nb = ENGINE_SHIFT + a - PARK_LEN < c->size
+					      ? ENGINE_SHIFT + a - PARK_LEN
+					      : (c->size > b + PARK_LEN ? c->size : b + PARK_LEN);
+			if ((rc = bubble_write(c, nb)) < 0)
+				return rc;
+		}
+	}
+	rc = st_set_u64(c->state, "done", done);
 	if (rc < 0)
 		return rc;
 	if (next && next->hashes) {
@@ -538,9 +557,9 @@ static void progress_cb(void *arg, uint64_t n)
 	}
 }
 
-static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, uint64_t src_base,
-		      uint64_t dst_base, unsigned src_file, unsigned dst_file, bool hash,
-		      uint64_t hotzone_max)
+static int run_engine_x(struct conv *c, uint64_t start, uint64_t end, bool desc,
+			uint64_t src_base, uint64_t dst_base, unsigned src_file, unsigned dst_file,
+			bool hash, uint64_t hotzone_max, bool bubble)
 {
 	uint64_t hz = c->p->hotzone ? c->p->hotzone : 16ull * 1024 * 1024;
 	if (hz > hotzone_max)
@@ -549,7 +568,7 @@ static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, u
 	if (hz < chunk)
 		chunk = (size_t)hz;
 	hz -= hz % chunk;
-	struct run_ctx rx = {.c = c, .hotzone = hz};
+	struct run_ctx rx = {.c = c, .hotzone = hz, .bubble = bubble};
 	struct engine_run r = {
 		.io = c->io,
 		.src_file = src_file,
@@ -575,6 +594,14 @@ static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, u
 		.stop = c->p->stop,
 	};
 	return engine_run(&r, c->err);
+}
+
+static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, uint64_t src_base,
+		      uint64_t dst_base, unsigned src_file, unsigned dst_file, bool hash,
+		      uint64_t hotzone_max)
+{
+	return run_engine_x(c, start, end, desc, src_base, dst_base, src_file, dst_file, hash,
+			    hotzone_max, false);
 }
 
 static bool stop_requested(const struct conv *c)
@@ -699,13 +726,6 @@ static int do_shift_encrypt(struct conv *c)
 
 /* ---- attached decrypt: move down with a travelling bubble, then unpark ------------ */
 
-static uint64_t bubble_next(const struct conv *c, uint64_t p)
-{
-	if (ENGINE_SHIFT + p - PARK_LEN < c->size)
-		return ENGINE_SHIFT + p - PARK_LEN;
-	return c->size > p + PARK_LEN ? c->size : p + PARK_LEN;
-}
-
 static int bubble_write(struct conv *c, uint64_t where)
 {
 	int rc = c->io->ops->pwrite(c->io, 0, c->bubble, PARK_LEN, where);
@@ -763,26 +783,11 @@ static int do_shift_decrypt(struct conv *c)
 					c->what);
 	}
 	c->done_bytes = done;
-	while (done < c->size) {
-		if (stop_requested(c))
-			return -EINTR;
-		uint64_t end = b > done && b < c->size ? b : c->size;
-		if (end > done) {
-			rc = run_engine(c, done, end, false, c->seg_off, 0, 0, 0, false,
-					ENGINE_SHIFT - PARK_LEN);
-			if (rc < 0)
-				return rc;
-			done = end;
-		}
-		if (done >= c->size)
-			break;
-		/* The frontier reached the bubble: move it up into the free window. */
-		b = bubble_next(c, done);
-		if ((rc = bubble_write(c, b)) < 0)
-			return rc;
-		if ((rc = hdr_commit(c)) < 0)
-			return rc;
-	}
+	/* One run; hotzones of at most OFF - 2L keep the bubble placeable. */
+	rc = run_engine_x(c, done, c->size, false, c->seg_off, 0, 0, 0, false,
+			  ENGINE_SHIFT - 2 * PARK_LEN, true);
+	if (rc < 0)
+		return rc;
 	/* Unpark: prior = the header area as it is, target = the bubble. */
 	uint8_t *prior = abuf(PARK_LEN);
 	if (!prior)
