@@ -176,7 +176,7 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 	bool tail_free = false, json = ctx->json;
 	uint64_t ss = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "+H:Tjs:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:Tjs:h", opts, NULL)) != -1) {
 		if (cli_vault_option(ctx, c, optarg))
 			continue;
 		switch (c) {

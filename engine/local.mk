@@ -19,6 +19,13 @@ dist_noinst_SCRIPTS += tests/crash/run-crash-full
 TESTS += tests/engine/test_convert_refusals.sh
 dist_noinst_SCRIPTS += tests/engine/test_convert_refusals.sh
 
+# wrapctl encrypt/rekey/decrypt/resume end to end against the Vault double,
+# checked by an independent AES-XTS decryption (convhelper.py); interruptions,
+# sealed Vault, loop-held files.
+TESTS += tests/engine/test_convert_cli.sh
+dist_noinst_SCRIPTS += tests/engine/test_convert_cli.sh
+EXTRA_DIST += tests/engine/convhelper.py
+
 # bench/convert (a script, not a test) drives this helper.
 noinst_PROGRAMS += bench/convert-bench
 bench_convert_bench_SOURCES = bench/convert_bench.c
