@@ -31,3 +31,11 @@ noinst_PROGRAMS += bench/convert-bench
 bench_convert_bench_SOURCES = bench/convert_bench.c
 bench_convert_bench_LDADD = $(WRAPD_LIBS)
 dist_noinst_SCRIPTS += bench/convert
+
+# Real-kernel suite of the conversions (dm-crypt reads what the engine wrote):
+# built by make check, run by tests/vm/run-kernel-tests.
+check_PROGRAMS += tests/kernel/test_convert
+tests_kernel_test_convert_SOURCES = tests/kernel/test_convert.c
+tests_kernel_test_convert_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
+	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
+EXTRA_DIST += tests/kernel/test_convert.sh
