@@ -184,6 +184,11 @@ static json_t *inspect_json(const char *dev, const struct luks2_hdr *h)
 		json_object_set_new(w, "vault_mount", jsafe(tok.vault_mount));
 		json_object_set_new(w, "vault_key", jsafe(tok.vault_key));
 		json_object_set_new(w, "key_version", json_integer(tok.key_version));
+		/* The wrapped key and its context are on the device for anyone to
+		 * read (luksDump shows them too); scripts need them for a manual
+		 * `vault write transit/decrypt` in a break-glass recovery. */
+		json_object_set_new(w, "ciphertext", jsafe(tok.ciphertext));
+		json_object_set_new(w, "context", jsafe(tok.context));
 		wrapd_token_free(&tok);
 	} else if (trc != -ENOENT) {
 		json_object_set_new(w, "token_error", jsafe(terr.msg));

@@ -86,6 +86,11 @@ uuid=$(jget "$T/i.json" 'd["uuid"]')
 [ "$(jget "$T/i.json" 'len(d["keyslots"]), d["segments"][0]["sector_size"], d["data_size"]')" = "0 4096 dynamic" ] || fail "inspect --json layout"
 [ "$uuid" = "$(sed -n 's/^UUID=//p' "$T/blkid")" ] || fail "UUID differs between inspect and blkid"
 cryptsetup luksDump "$img" | grep -q "$uuid" || fail "UUID differs between inspect and luksDump"
+# The token's context is exactly Base64("wrapd-vk-v1:" + UUID), and --json
+# shows the wrapped key for a break-glass unwrap.
+[ "$(jget "$T/i.json" 'd["wrapd"]["context"]')" = "$(printf 'wrapd-vk-v1:%s' "$uuid" | base64 -w0)" ] ||
+	fail "inspect --json: the context is not Base64(wrapd-vk-v1:<uuid>)"
+case "$(jget "$T/i.json" 'd["wrapd"]["ciphertext"]')" in vault:v1:*) ;; *) fail "inspect --json: no vault:v1: ciphertext" ;; esac
 pass
 
 # options: another mount/key, 512-byte sectors, other offset
