@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <jansson.h>
 #include <signal.h>
 #include <time.h>
 
@@ -237,10 +238,20 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		fputc('\n', stderr);
 	double mibs = res.seconds > 0 ? (double)res.bytes / res.seconds / 1048576.0 : 0;
 	if (json) {
-		printf("{\"event\":\"%s\",\"op\":\"%s\",\"device\":\"%s\",\"resumed\":%s,\"bytes\":%llu,\"seconds\":%.3f,\"mib_s\":%.1f,\"uuid\":\"%s\",\"rc\":%d}\n",
-		       rc == 0 ? "done" : rc == -EINTR ? "interrupted" : "error", conv_op_name(res.op),
-		       dev, res.resumed ? "true" : "false", (unsigned long long)res.bytes, res.seconds,
-		       mibs, res.uuid, rc);
+		/* Built with jansson: the device path is the user's and may hold
+		 * characters that need escaping. */
+		json_t *ev = json_pack("{s:s, s:s, s:s, s:b, s:I, s:f, s:f, s:s, s:i}",
+				       "event", rc == 0 ? "done" : rc == -EINTR ? "interrupted" : "error",
+				       "op", conv_op_name(res.op), "device", dev, "resumed", res.resumed,
+				       "bytes", (json_int_t)res.bytes, "seconds", res.seconds,
+				       "mib_s", mibs, "uuid", res.uuid, "rc", rc);
+		if (ev && rc < 0)
+			json_object_set_new(ev, "error", json_string(werr_str(&err, rc)));
+		if (ev) {
+			json_dumpf(ev, stdout, JSON_COMPACT);
+			json_decref(ev);
+		}
+		putchar('\n');
 		fflush(stdout);
 	}
 	if (rc == -EINTR) {
