@@ -67,6 +67,13 @@ static double conv(const char *file, struct keys *k, enum conv_op op, bool off)
 	struct conv_keyprov kp = {new_key, unwrap, k};
 	struct conv_params p = {.device = file, .op = op, .tail_is_free = true, .keys = &kp,
 				.cipher_off = off};
+	/* Knobs for exploring the pipeline's shape (MiB); the defaults are the
+	 * engine's own, which is what the figures report. */
+	const char *chunk = getenv("WRAPD_BENCH_CHUNK_MIB"), *pool = getenv("WRAPD_BENCH_POOL_MIB");
+	if (chunk)
+		p.chunk = (size_t)strtoul(chunk, NULL, 10) << 20;
+	if (pool)
+		p.pool = (size_t)strtoul(pool, NULL, 10) << 20;
 	struct conv_result r;
 	struct werr err = {0};
 	int rc = conv_run(&p, &r, &err);
