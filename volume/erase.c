@@ -31,7 +31,7 @@ static int check_not_open(const struct vdev *vd, struct werr *err)
 	free(m);
 	if (S_ISREG(vd->st.st_mode)) {
 		_cleanup_free_ char *loop = NULL;
-		if (loop_find(vd->path, &loop, NULL) == 0)
+		if (loop_find_any(vd->path, &loop, NULL) == 0)
 			return werr_set(err, -EBUSY,
 					"%s: attached to %s; close whatever uses it and 'losetup -d %s' first",
 					vd->path, loop, loop);

@@ -50,7 +50,7 @@ int loop_backing(int loopfd, dev_t *dev, ino_t *ino, uint64_t *offset)
 	return 0;
 }
 
-int loop_find(const char *path, char **loopdev, struct werr *err)
+static int find_loop(const char *path, bool any_offset, char **loopdev, struct werr *err)
 {
 	struct stat st;
 	if (stat(path, &st) < 0)
@@ -77,12 +77,22 @@ int loop_find(const char *path, char **loopdev, struct werr *err)
 		uint64_t off;
 		if (loop_backing(fd, &bdev, &ino, &off) < 0)
 			continue;
-		if (bdev == st.st_dev && ino == st.st_ino && off == 0) {
+		if (bdev == st.st_dev && ino == st.st_ino && (any_offset || off == 0)) {
 			*loopdev = strdup(p);
 			return *loopdev ? 0 : -ENOMEM;
 		}
 	}
 	return -ENOENT;
+}
+
+int loop_find(const char *path, char **loopdev, struct werr *err)
+{
+	return find_loop(path, false, loopdev, err);
+}
+
+int loop_find_any(const char *path, char **loopdev, struct werr *err)
+{
+	return find_loop(path, true, loopdev, err);
 }
 
 int loop_attach(const char *path, bool read_only, int *loop_fd, char **loopdev,

@@ -78,6 +78,8 @@ static inline void loop_release_detach(int *loop_fd) { loop_release(loop_fd, tru
 /* The first bound loop device backed by regular file `path` at offset 0;
  * -ENOENT when none. */
 int loop_find(const char *path, char **loopdev, struct werr *err);
+/* The same at any offset: for "is this file in use at all" (erase). */
+int loop_find_any(const char *path, char **loopdev, struct werr *err);
 /* Backing file identity of an open loop device. */
 int loop_backing(int loopfd, dev_t *dev, ino_t *ino, uint64_t *offset);
 /* "/dev/<DEVNAME>" of a block device number, from sysfs. */

@@ -106,6 +106,33 @@ static void autoclear_on_close(void **state)
 	free(dev);
 }
 
+/* A loop at an offset is still a user of the file: loop_find_any sees it
+ * (erase must refuse), loop_find (offset 0 only, for reuse) does not. */
+static void find_any_offset(void **state)
+{
+	(void)state;
+	if (!have_loop())
+		skip();
+	char cmd[512], dev[64] = "";
+	snprintf(cmd, sizeof(cmd), "losetup -f --show -o 4096 '%s'", file);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	bool got = fgets(dev, sizeof(dev), p) != NULL;
+	int st = pclose(p);
+	if (!got || st != 0)
+		skip(); /* no losetup or no free loop device here */
+	dev[strcspn(dev, "\n")] = '\0';
+	struct werr e;
+	char *found = NULL;
+	assert_int_equal(loop_find(file, &found, &e), -ENOENT);
+	assert_int_equal(loop_find_any(file, &found, &e), 0);
+	assert_string_equal(found, dev);
+	free(found);
+	snprintf(cmd, sizeof(cmd), "losetup -d '%s'", dev);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(loop_find_any(file, &found, &e), -ENOENT);
+}
+
 static void bad_file(void **state)
 {
 	(void)state;
@@ -125,6 +152,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(attach_find_detach),
 		cmocka_unit_test(autoclear_on_close),
+		cmocka_unit_test(find_any_offset),
 		cmocka_unit_test(bad_file),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
