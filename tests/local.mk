@@ -36,3 +36,7 @@ check-kernel: $(check_PROGRAMS) $(sbin_PROGRAMS)
 	WRAPD_BUILD='$(abs_top_builddir)' WRAPD_SRCDIR='$(abs_top_srcdir)' \
 		$(SHELL) '$(srcdir)/tests/vm/run-kernel-tests'
 .PHONY: check-kernel
+
+# The fuzzer's log and any crash inputs (tests/fuzz/run-fuzz) live here.
+clean-local:
+	-rm -rf fuzz-artifacts
