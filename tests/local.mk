@@ -40,3 +40,4 @@ check-kernel: $(check_PROGRAMS) $(sbin_PROGRAMS)
 # The fuzzer's log and any crash inputs (tests/fuzz/run-fuzz) live here.
 clean-local:
 	-rm -rf fuzz-artifacts
+EXTRA_DIST += tests/lib/checks.sh

@@ -17,6 +17,7 @@
 set -u
 B=${WRAPD_BUILDDIR:-.}
 S=${WRAPD_SRCDIR:-${srcdir:-.}}
+. "$S/tests/lib/checks.sh"
 PY=${WRAPD_PYTHON:-/usr/bin/python3}
 WRAPCTL=$B/wrapctl
 H="$PY $S/tests/engine/convhelper.py"
@@ -36,16 +37,13 @@ loops=()
 cleanup() {
 	set +e
 	for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null; done
-	[ -n "$vault_pid" ] && kill "$vault_pid" 2>/dev/null && wait "$vault_pid" 2>/dev/null
+	stop_vault_double
 	rm -rf "$W" "$K"
 }
 trap cleanup EXIT
 
-pass=0 fail=0 skipped=0
-ok() { pass=$((pass + 1)); echo "ok - $*"; }
-bad() { fail=$((fail + 1)); echo "not ok - $*"; }
+skipped=0
 skip() { skipped=$((skipped + 1)); echo "ok - # SKIP $*"; }
-check() { local what=$1; shift; if "$@" >"$W/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$W/out"; fi; }
 
 # refuse NAME PATTERN FILE... -- CMD...: CMD fails, says PATTERN, every FILE unchanged.
 refuse() {
@@ -63,12 +61,7 @@ refuse() {
 	sed 's/^/    # /' <<<"$out" | head -2
 }
 
-/usr/bin/python3 "$S/tests/vault-double/vault-double" --dev --listen 127.0.0.1:0 \
-	--port-file "$W/port" --root-token root --create-key wrapd >"$W/vault.out" 2>&1 &
-vault_pid=$!
-for _ in $(seq 600); do [ -s "$W/port" ] && break; sleep 0.1; done
-[ -s "$W/port" ] || { echo "not ok - the Vault double did not start"; cat "$W/vault.out"; exit 1; }
-export VAULT_ADDR="http://127.0.0.1:$(cat "$W/port")" VAULT_TOKEN=root VAULT_MAX_RETRIES=0
+start_vault_double "$S" "$W"
 unset VAULT_NAMESPACE VAULT_AGENT_ADDR WRAPD_CONFIG
 
 MiB=$((1 << 20))

@@ -22,13 +22,9 @@ H="/usr/bin/python3 $S/tests/engine/convhelper.py"
 W=$(mktemp -d /tmp/wrapd-kconv.XXXXXX)
 K=$(mktemp -d /dev/shm/wrapd-kconv-vk.XXXXXX 2>/dev/null || mktemp -d /tmp/wrapd-kconv-vk.XXXXXX)
 chmod 700 "$K"
-pass=0 fail=0
+. "$S/tests/lib/checks.sh"
 vault_pid=
 
-ok() { echo "ok - $*"; pass=$((pass + 1)); }
-bad() { echo "not ok - $*"; fail=$((fail + 1)); }
-check() { local what=$1; shift; if "$@" >"$W/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$W/out"; fi; }
-check_fails() { local what=$1; shift; if "$@" >"$W/out" 2>&1; then bad "$what (unexpected success)"; sed 's/^/    /' "$W/out"; else ok "$what"; sed 's/^/    # /' "$W/out" | head -2; fi; }
 
 cleanup() {
 	set +e
@@ -39,7 +35,7 @@ cleanup() {
 	for f in "$W"/*.img; do
 		for l in $(losetup -j "$f" -n -O NAME 2>/dev/null); do losetup -d "$l"; done
 	done
-	[ -n "$vault_pid" ] && kill "$vault_pid" 2>/dev/null && wait "$vault_pid" 2>/dev/null
+	stop_vault_double
 	rm -rf "$W" "$K"
 }
 trap cleanup EXIT
@@ -48,11 +44,7 @@ ip link set lo up 2>/dev/null || true
 modprobe dm-crypt 2>/dev/null || true
 modprobe loop 2>/dev/null || true
 mkdir -p "$W/mnt"
-/usr/bin/python3 "$S/tests/vault-double/vault-double" --dev --listen 127.0.0.1:0 \
-	--port-file "$W/port" --root-token root --create-key wrapd >"$W/vault.out" 2>&1 &
-vault_pid=$!
-for _ in $(seq 600); do [ -s "$W/port" ] && break; sleep 0.1; done
-export VAULT_ADDR="http://127.0.0.1:$(cat "$W/port")" VAULT_TOKEN=root VAULT_MAX_RETRIES=0
+start_vault_double "$S" "$W"
 
 MiB=$((1 << 20))
 mkdir -p "$W/files/sub"

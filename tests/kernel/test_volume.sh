@@ -11,13 +11,9 @@ B=${2:?builddir}
 export PATH="$B:$PATH"
 H="/usr/bin/python3 $S/tests/kernel/vhelper.py"
 W=$(mktemp -d /tmp/wrapd-kvol.XXXXXX)
-pass=0 fail=0
+. "$S/tests/lib/checks.sh"
 vault_pid=
 
-ok() { echo "ok - $*"; pass=$((pass + 1)); }
-bad() { echo "not ok - $*"; fail=$((fail + 1)); }
-check() { local what=$1; shift; if "$@" >"$W/out" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$W/out"; fi; }
-check_fails() { local what=$1; shift; if "$@" >"$W/out" 2>&1; then bad "$what (unexpected success)"; sed 's/^/    /' "$W/out"; else ok "$what"; sed 's/^/    # /' "$W/out" | head -3; fi; }
 
 cleanup() {
 	set +e
@@ -25,7 +21,7 @@ cleanup() {
 	for n in $(dmsetup ls 2>/dev/null | awk '{print $1}'); do
 		case $n in kv-*|kall-*|kcs-*) dmsetup remove "$n" 2>/dev/null ;; esac
 	done
-	[ -n "$vault_pid" ] && kill "$vault_pid" 2>/dev/null && wait "$vault_pid" 2>/dev/null
+	stop_vault_double
 	rm -rf "$W"
 }
 trap cleanup EXIT
@@ -42,11 +38,7 @@ uuid_of() { blkid -p -s UUID -o value "$1"; }
 ip link set lo up 2>/dev/null || true
 modprobe dm-crypt 2>/dev/null || true
 mkdir -p "$W/mnt"
-/usr/bin/python3 "$S/tests/vault-double/vault-double" --dev --listen 127.0.0.1:0 \
-	--port-file "$W/port" --root-token root --create-key wrapd >"$W/vault.out" 2>&1 &
-vault_pid=$!
-for _ in $(seq 600); do [ -s "$W/port" ] && break; sleep 0.1; done
-export VAULT_ADDR="http://127.0.0.1:$(cat "$W/port")" VAULT_TOKEN=root VAULT_MAX_RETRIES=0
+start_vault_double "$S" "$W"
 
 A=$W/a.img
 truncate -s 64M "$A"
