@@ -3,6 +3,7 @@
  * lifecycle on a host (volume/volume.h does the work).
  */
 #include "cli/cli.h"
+#include "dm/dm.h"
 #include "vault/vault.h"
 #include "volume/volume.h"
 
@@ -112,7 +113,7 @@ static int default_name(const char *device, char **out)
 	for (char *p = n; *p; p++)
 		if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+@-", *p))
 			*p = '_';
-	if (!volume_name_valid(n)) {
+	if (!dmcrypt_name_valid(n)) {
 		free(n);
 		return -EINVAL;
 	}

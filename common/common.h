@@ -3,7 +3,8 @@
  *
  * It owns: cleanup attributes, the error-message carrier (struct werr),
  * locked "secure" memory for key material (struct secbuf), Base64, full-length
- * file I/O, and leveled logging to a caller-owned sink (struct wlog).
+ * file I/O, leveled logging to a caller-owned sink (struct wlog), and the
+ * byte-order helpers for on-disk integers.
  * Nothing here holds global state; every function works on what it is given.
  */
 #ifndef WRAPD_COMMON_H
@@ -105,6 +106,35 @@ void wlog(const struct wlog *log, enum wlog_level lvl, const char *fmt, ...) _pr
 #define wlog_warn(l, ...) wlog((l), WLOG_WARN, __VA_ARGS__)
 #define wlog_info(l, ...) wlog((l), WLOG_INFO, __VA_ARGS__)
 #define wlog_debug(l, ...) wlog((l), WLOG_DEBUG, __VA_ARGS__)
+
+/* Byte order of on-disk integers (unaligned; any host byte order). */
+static inline uint16_t be16_load(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint32_t be32_load(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static inline uint64_t be64_load(const uint8_t *p)
+{
+	return (uint64_t)be32_load(p) << 32 | be32_load(p + 4);
+}
+static inline void be64_store(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+static inline uint32_t le32_load(const uint8_t *p)
+{
+	return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t le64_load(const uint8_t *p)
+{
+	return le32_load(p) | (uint64_t)le32_load(p + 4) << 32;
+}
+static inline void le64_store(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++, v >>= 8)
+		p[i] = (uint8_t)v;
+}
 
 /* Constant-time comparison: 0 when equal. */
 int ct_memcmp(const void *a, const void *b, size_t n);

@@ -72,7 +72,9 @@ int dmcrypt_kernel_version(unsigned *kmajor, unsigned *kminor);
 /* "CRYPT-LUKS2-<uuid, dashes removed>-<name>", into out (>= DMCRYPT_UUID_MAX+1).
  * -EINVAL for a bad name or uuid, -ENAMETOOLONG when it does not fit. */
 int dmcrypt_dm_uuid(const char *luks_uuid, const char *name, char *out, size_t cap);
-/* A name dm accepts and that is safe as /dev/mapper/<name>. */
+/* The one mapping-name check of wrapd (also for volume-table names): 1-127
+ * of [A-Za-z0-9_.+@-], not ".", ".." or starting with '-'; a name dm
+ * accepts and that is safe as /dev/mapper/<name>. */
 bool dmcrypt_name_valid(const char *name);
 
 /* How to talk to device-mapper. */

@@ -142,11 +142,12 @@ bool dmcrypt_name_valid(const char *name)
 	    name[0] == '-')
 		return false;
 	/* libdevmapper's unmangled whitelist, minus ':' and '=' which make
-	 * awkward /dev/mapper names. */
+	 * awkward /dev/mapper names, and '#' which starts a comment in the
+	 * volume table (whose names are mapping names). */
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      c == '#' || c == '+' || c == '-' || c == '.' || c == '@' || c == '_'))
+		      c == '+' || c == '-' || c == '.' || c == '@' || c == '_'))
 			return false;
 	}
 	return true;

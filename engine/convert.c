@@ -88,19 +88,6 @@ static void hex(const uint8_t *p, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
 const char *conv_op_name(enum conv_op op)
 {
 	switch (op) {
@@ -215,10 +202,10 @@ static int park_write(struct conv *c, uint32_t kind, const uint8_t *prior, const
 	if (!d)
 		return -ENOMEM;
 	memcpy(d, PARK_MAGIC, 8);
-	put64(d + 8, 1);
-	put64(d + 16, kind);
-	put64(d + 24, c->dev_size);
-	put64(d + 32, PARK_LEN);
+	le64_store(d + 8, 1);
+	le64_store(d + 16, kind);
+	le64_store(d + 24, c->dev_size);
+	le64_store(d + 32, PARK_LEN);
 	sha256(prior, PARK_LEN, d + 40);
 	sha256(target, PARK_LEN, d + 72);
 	if (c->hdr)
@@ -248,14 +235,14 @@ static int park_read(struct conv *c, struct park_desc *pd, uint8_t *prior, uint8
 	uint8_t h[32];
 	if (rc == 0) {
 		sha256(d, 144, h);
-		if (memcmp(d, PARK_MAGIC, 8) || get64(d + 8) != 1 || memcmp(h, d + 144, 32) ||
-		    get64(d + 24) != c->dev_size || get64(d + 32) != PARK_LEN)
+		if (memcmp(d, PARK_MAGIC, 8) || le64_load(d + 8) != 1 || memcmp(h, d + 144, 32) ||
+		    le64_load(d + 24) != c->dev_size || le64_load(d + 32) != PARK_LEN)
 			rc = -ENOENT;
 	}
 	if (rc == 0) {
-		pd->kind = (uint32_t)get64(d + 16);
-		pd->dev_size = get64(d + 24);
-		pd->len = get64(d + 32);
+		pd->kind = (uint32_t)le64_load(d + 16);
+		pd->dev_size = le64_load(d + 24);
+		pd->len = le64_load(d + 32);
 		memcpy(pd->prior_sha, d + 40, 32);
 		memcpy(pd->target_sha, d + 72, 32);
 		memcpy(pd->uuid, d + 104, 40);
@@ -336,11 +323,11 @@ static int journal_write(struct conv *c, unsigned slot, uint64_t hotzone,
 	if (!b)
 		return -ENOMEM;
 	memcpy(b, JNL_MAGIC, 8);
-	put64(b + 8, 1);
-	put64(b + 16, hz->start);
-	put64(b + 24, hz->end);
+	le64_store(b + 8, 1);
+	le64_store(b + 16, hz->start);
+	le64_store(b + 24, hz->end);
 	for (uint64_t i = 0; i < n; i++)
-		put64(b + 4096 + i * 8, hz->hashes[i]);
+		le64_store(b + 4096 + i * 8, hz->hashes[i]);
 	uint8_t h[32];
 	sha256(b + 4096, (size_t)(n * 8), h);
 	memcpy(b + 32, h, 32);
@@ -368,13 +355,13 @@ static int journal_read(struct conv *c, unsigned slot, uint64_t hotzone, uint64_
 		char hx[65];
 		sha256(b + 4096, (size_t)(n * 8), h);
 		hex(h, 32, hx);
-		if (memcmp(b, JNL_MAGIC, 8) || get64(b + 16) != a || get64(b + 24) != e || !sha_hex ||
+		if (memcmp(b, JNL_MAGIC, 8) || le64_load(b + 16) != a || le64_load(b + 24) != e || !sha_hex ||
 		    strcmp(hx, sha_hex))
 			rc = werr_set(c->err, -EUCLEAN,
 				      "%s: the conversion journal does not match the header; refusing to guess",
 				      c->what);
 		for (uint64_t i = 0; rc == 0 && i < n; i++)
-			hashes[i] = get64(b + 4096 + i * 8);
+			hashes[i] = le64_load(b + 4096 + i * 8);
 	}
 	free(b);
 	return rc;

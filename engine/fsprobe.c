@@ -4,11 +4,6 @@
 
 #include <blkid.h>
 
-static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]; }
-static uint64_t be64(const uint8_t *p) { return (uint64_t)be32(p) << 32 | be32(p + 4); }
-
 static int read_at(int fd, uint8_t *buf, size_t n, uint64_t off)
 {
 	/* The device may be open with O_DIRECT: read through an aligned bounce. */
@@ -30,12 +25,12 @@ static int fs_size(int fd, struct engine_fsinfo *fi)
 	if (!strcmp(fi->type, "ext2") || !strcmp(fi->type, "ext3") || !strcmp(fi->type, "ext4")) {
 		if (read_at(fd, sb, 1024, 1024) < 0 || sb[0x38] != 0x53 || sb[0x39] != 0xEF)
 			return -EINVAL;
-		uint32_t log = le32(sb + 0x18);
+		uint32_t log = le32_load(sb + 0x18);
 		if (log > 6)
 			return -EINVAL;
-		uint64_t bs = 1024ull << log, blocks = le32(sb + 0x04);
-		if (le32(sb + 0x60) & 0x80) /* INCOMPAT_64BIT */
-			blocks |= (uint64_t)le32(sb + 0x150) << 32;
+		uint64_t bs = 1024ull << log, blocks = le32_load(sb + 0x04);
+		if (le32_load(sb + 0x60) & 0x80) /* INCOMPAT_64BIT */
+			blocks |= (uint64_t)le32_load(sb + 0x150) << 32;
 		fi->size = blocks * bs;
 		fi->block_size = (uint32_t)bs;
 		return 0;
@@ -43,16 +38,16 @@ static int fs_size(int fd, struct engine_fsinfo *fi)
 	if (!strcmp(fi->type, "xfs")) {
 		if (read_at(fd, sb, 512, 0) < 0 || memcmp(sb, "XFSB", 4))
 			return -EINVAL;
-		uint64_t bs = be32(sb + 4), blocks = be64(sb + 8);
+		uint64_t bs = be32_load(sb + 4), blocks = be64_load(sb + 8);
 		fi->size = bs * blocks;
-		fi->block_size = (uint32_t)((sb[0x66] << 8) | sb[0x67]); /* sb_sectsize */
+		fi->block_size = be16_load(sb + 0x66); /* sb_sectsize */
 		return 0;
 	}
 	if (!strcmp(fi->type, "btrfs")) {
 		if (read_at(fd, sb, 4096, 65536) < 0 || memcmp(sb + 0x40, "_BHRfS_M", 8))
 			return -EINVAL;
-		fi->size = le64(sb + 0xc9 + 8); /* dev_item.total_bytes: this device */
-		fi->block_size = le32(sb + 0x90);
+		fi->size = le64_load(sb + 0xc9 + 8); /* dev_item.total_bytes: this device */
+		fi->block_size = le32_load(sb + 0x90);
 		return 0;
 	}
 	return -EOPNOTSUPP;

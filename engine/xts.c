@@ -57,9 +57,7 @@ int xts_crypt(struct xts_key *k, bool enc, uint8_t *buf, size_t len, uint32_t se
 	uint64_t step = sector_size / 512;
 	uint8_t iv[16] = {0};
 	for (size_t off = 0; off < len; off += sector_size, iv512 += step) {
-		uint64_t v = iv512;
-		for (int i = 0; i < 8; i++, v >>= 8)
-			iv[i] = (uint8_t)v;
+		le64_store(iv, iv512);
 		int outl = 0;
 		if (EVP_CipherInit_ex(c, NULL, NULL, NULL, iv, -1) != 1 ||
 		    EVP_CipherUpdate(c, buf + off, &outl, buf + off, (int)sector_size) != 1 ||

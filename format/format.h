@@ -296,6 +296,10 @@ int luks2_dev_open(const char *path, bool write, bool excl, int *fd, uint64_t *s
 
 /* Random v4 UUID, canonical lowercase, 36 characters + NUL. */
 int luks2_uuid_generate(char out[37]);
+/* The one UUID check of wrapd: is s a 36-character UUID (8-4-4-4-12 hex
+ * digits, either case)? 0 and, when out is not NULL, its canonical lowercase
+ * form; -EINVAL otherwise. */
+int luks2_uuid_canon(const char *s, char out[37]);
 /* Is s a canonical lowercase 36-character UUID? */
 bool luks2_uuid_valid(const char *s);
 const char *luks2_copy_status_str(enum luks2_copy_status s);

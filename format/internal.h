@@ -18,20 +18,6 @@
 #define OFF_HDR_OFFSET 0x100
 #define OFF_CSUM 0x1C0
 
-static inline uint64_t be64_load(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-static inline void be64_store(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-static inline uint16_t be16_load(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-
 bool luks2_hdr_size_allowed(uint64_t sz);
 /* The checksum of one copy (area = hdr_size bytes; csum field treated as
  * zero). out gets the digest (zero-padded to 64 bytes). -EINVAL for an

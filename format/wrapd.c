@@ -25,19 +25,30 @@ int luks2_uuid_generate(char out[37])
 	return 0;
 }
 
-bool luks2_uuid_valid(const char *s)
+int luks2_uuid_canon(const char *s, char out[37])
 {
+	char c[37];
 	if (!s || strlen(s) != 36)
-		return false;
+		return -EINVAL;
 	for (int i = 0; i < 36; i++) {
 		if (i == 8 || i == 13 || i == 18 || i == 23) {
 			if (s[i] != '-')
-				return false;
-		} else if (!isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i])) {
-			return false;
+				return -EINVAL;
+		} else if (!isxdigit((unsigned char)s[i])) {
+			return -EINVAL;
 		}
+		c[i] = (char)tolower((unsigned char)s[i]);
 	}
-	return true;
+	c[36] = '\0';
+	if (out)
+		memcpy(out, c, sizeof(c));
+	return 0;
+}
+
+bool luks2_uuid_valid(const char *s)
+{
+	char c[37];
+	return luks2_uuid_canon(s, c) == 0 && !strcmp(c, s);
 }
 
 /* ---- digest ------------------------------------------------------------ */

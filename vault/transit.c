@@ -9,7 +9,7 @@
  */
 #include "vault/vault_int.h"
 
-#include <ctype.h>
+#include "format/format.h"
 
 static const char *const plaintext_keys[] = {"plaintext", NULL};
 
@@ -17,18 +17,12 @@ int vault_context_for_uuid(const char *uuid, char **context_b64)
 {
 	static const char prefix[] = "wrapd-vk-v1:";
 	*context_b64 = NULL;
-	if (!uuid || strlen(uuid) != 36)
+	char canon[37];
+	if (luks2_uuid_canon(uuid, canon) < 0)
 		return -EINVAL;
 	char ctx[sizeof(prefix) - 1 + 36 + 1];
 	memcpy(ctx, prefix, sizeof(prefix) - 1);
-	for (size_t i = 0; i < 36; i++) {
-		char c = uuid[i];
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? c != '-' : !isxdigit((unsigned char)c))
-			return -EINVAL;
-		ctx[sizeof(prefix) - 1 + i] = (char)tolower((unsigned char)c);
-	}
-	ctx[sizeof(ctx) - 1] = '\0';
+	memcpy(ctx + sizeof(prefix) - 1, canon, 37);
 	return b64_encode(ctx, sizeof(ctx) - 1, context_b64);
 }
 

@@ -76,7 +76,7 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 {
 	struct volume_open_req *req = o->req;
 	int r;
-	if (!dmcrypt_name_valid(req->name) || !volume_name_valid(req->name))
+	if (!dmcrypt_name_valid(req->name))
 		return werr_set(err, -EINVAL,
 				"'%s' is not a usable mapping name; use 1-%d of [A-Za-z0-9_.+@-]",
 				req->name, VOLUME_NAME_MAX);

@@ -10,44 +10,15 @@
  */
 #include "volume/volume.h"
 
+#include "dm/dm.h"
+#include "format/format.h"
+
 #include <ctype.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 
 #define TABLE_MAX_BYTES (1u << 20)
 #define TABLE_MAX_LINE 4096
-
-bool volume_name_valid(const char *name)
-{
-	size_t n = strlen(name);
-	if (n == 0 || n > VOLUME_NAME_MAX)
-		return false;
-	if (!strcmp(name, ".") || !strcmp(name, "..") || name[0] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (!(isalnum(c) || c == '_' || c == '-' || c == '.' || c == '+' || c == '@'))
-			return false;
-	}
-	return true;
-}
-
-bool volume_uuid_valid(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (size_t i = 0; i < 36; i++) {
-		char c = s[i];
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (c != '-')
-				return false;
-		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-			     (c >= 'A' && c <= 'F'))) {
-			return false;
-		}
-	}
-	return true;
-}
 
 static bool path_valid(const char *p)
 {
@@ -180,7 +151,7 @@ int volume_table_parse(const char *text, size_t len, const char *src,
 				     src, lineno);
 			goto fail;
 		}
-		if (!volume_name_valid(f[0])) {
+		if (!dmcrypt_name_valid(f[0])) {
 			r = werr_set(err, -EINVAL,
 				     "%s:%u: bad volume name '%.64s'; use 1-%d of [A-Za-z0-9_.+@-], not starting with '-'",
 				     src, lineno, f[0], VOLUME_NAME_MAX);
@@ -194,7 +165,7 @@ int volume_table_parse(const char *text, size_t len, const char *src,
 			}
 		}
 		if (!strncmp(f[1], "UUID=", 5)) {
-			if (!volume_uuid_valid(f[1] + 5)) {
+			if (luks2_uuid_canon(f[1] + 5, NULL) < 0) {
 				r = werr_set(err, -EINVAL,
 					     "%s:%u: '%.64s' is not UUID= followed by a 36-character UUID",
 					     src, lineno, f[1]);

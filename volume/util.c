@@ -27,7 +27,7 @@ int volume_resolve_device(const char *spec, char **path, struct werr *err)
 		*path = strdup(spec);
 		return *path ? 0 : -ENOMEM;
 	}
-	if (!volume_uuid_valid(spec + 5))
+	if (luks2_uuid_canon(spec + 5, NULL) < 0)
 		return werr_set(err, -EINVAL, "%s: not UUID= followed by a 36-character UUID", spec);
 	char *dev = blkid_evaluate_tag("UUID", spec + 5, NULL);
 	if (!dev)

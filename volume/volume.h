@@ -62,8 +62,6 @@ int volume_table_parse(const char *text, size_t len, const char *src, struct vol
 int volume_table_load(const char *path, struct volume_table *out, struct werr *err);
 void volume_table_free(struct volume_table *t);
 const struct volume_entry *volume_table_find(const struct volume_table *t, const char *name);
-bool volume_name_valid(const char *name);
-bool volume_uuid_valid(const char *s);
 
 /* ---- loop devices -------------------------------------------------------- */
 
