@@ -51,6 +51,16 @@ bool cli_vault_option(struct wrapctl_ctx *ctx, int c, const char *arg);
 int cli_vault_config(struct wrapctl_ctx *ctx, struct vault_config *cfg);
 int cli_vault_connect(struct wrapctl_ctx *ctx, struct vault_config *cfg, struct vault_client **vc);
 
+/* The whole wrapd.conf (--config, else /etc/wrapd/wrapd.conf if it exists):
+ * the vault settings into vcfg (defaults, file, VAULT_* environment), the
+ * volume settings into vs; either may be NULL (checked, not stored). */
+struct volume_settings;
+int cli_config_load(const struct wrapctl_ctx *ctx, struct vault_config *vcfg,
+		    struct volume_settings *vs, struct werr *err);
+/* The volume table: --table when given, else volume_table from the config,
+ * else /etc/wrapd/volumes. *path is malloc'ed. */
+int cli_table_path(const struct wrapctl_ctx *ctx, const char *opt, char **path, struct werr *err);
+
 /* cli/cmd_vault.c */
 extern const struct wrapctl_cmd cmd_vault;
 

@@ -6,6 +6,50 @@
 #include "cli/cli.h"
 
 #include "vault/vault.h"
+#include "volume/volume.h"
+
+#define CLI_DEFAULT_CONFIG "/etc/wrapd/wrapd.conf"
+
+/*
+ * wrapd.conf is shared by every module and by both programs: wrapctl parses
+ * the whole file, storing the sections it uses and checking the others, so a
+ * key the file may hold is never refused as unknown by one program only.
+ * The agent's section belongs in this list too (checked only, base NULL).
+ */
+int cli_config_load(const struct wrapctl_ctx *ctx, struct vault_config *vcfg,
+		    struct volume_settings *vs, struct werr *err)
+{
+	struct volume_settings scratch = {0};
+	struct config_section vol = volume_config_section(vs ? vs : &scratch);
+	if (!vs)
+		vol.base = NULL;
+	if (vcfg) {
+		const struct config_section *const others[] = {&vol, NULL};
+		return vault_config_load_ex(vcfg, ctx->config_path, others, err);
+	}
+	struct config_section vault = vault_config_section(NULL);
+	const struct config_section *const all[] = {&vault, &vol, NULL};
+	int rc = config_load(ctx->config_path ? ctx->config_path : CLI_DEFAULT_CONFIG,
+			     !ctx->config_path, all, err);
+	if (rc < 0 && vs)
+		volume_settings_free(vs);
+	return rc;
+}
+
+int cli_table_path(const struct wrapctl_ctx *ctx, const char *opt, char **path, struct werr *err)
+{
+	*path = NULL;
+	if (opt) {
+		*path = strdup(opt);
+		return *path ? 0 : werr_set(err, -ENOMEM, "out of memory");
+	}
+	struct volume_settings vs = {0};
+	int rc = cli_config_load(ctx, NULL, &vs, err);
+	if (rc < 0)
+		return rc;
+	*path = vs.table ? vs.table : strdup(VOLUME_TABLE_DEFAULT);
+	return *path ? 0 : werr_set(err, -ENOMEM, "out of memory");
+}
 
 bool cli_vault_option(struct wrapctl_ctx *ctx, int c, const char *arg)
 {
@@ -24,7 +68,7 @@ bool cli_vault_option(struct wrapctl_ctx *ctx, int c, const char *arg)
 int cli_vault_config(struct wrapctl_ctx *ctx, struct vault_config *cfg)
 {
 	struct werr err = {0};
-	int rc = vault_config_load(cfg, ctx->config_path, &err);
+	int rc = cli_config_load(ctx, cfg, NULL, &err);
 	if (rc < 0)
 		return cli_fail(ctx, "%s", werr_str(&err, rc));
 	if ((ctx->vault_mount && (rc = vault_config_set(cfg, "vault_mount", ctx->vault_mount, &err)) < 0) ||

@@ -205,7 +205,7 @@ static int run_format(struct wrapctl_ctx *ctx, int argc, char **argv)
 	if (vault_context_for_uuid(uuid, &context) < 0)
 		return cli_fail(ctx, "%s: cannot build the Vault context", dev);
 	struct vault_config cfg = {0};
-	if ((rc = vault_config_load(&cfg, ctx->config_path, &err)) < 0) {
+	if ((rc = cli_config_load(ctx, &cfg, NULL, &err)) < 0) {
 		vault_config_free(&cfg);
 		return cli_fail(ctx, "%s", werr_str(&err, rc));
 	}

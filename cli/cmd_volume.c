@@ -68,7 +68,7 @@ static int vsession_open(const struct wrapctl_ctx *ctx, const struct vopts *vo,
 	/* --vault-mount/--vault-key after the command win over those before it. */
 	const char *mount = vo->mount ? vo->mount : ctx->vault_mount;
 	const char *key = vo->key ? vo->key : ctx->vault_key;
-	int r = vault_config_load(&s->cfg, ctx->config_path, err);
+	int r = cli_config_load(ctx, &s->cfg, NULL, err);
 	if (r < 0)
 		return r;
 	s->cfg_loaded = true;
@@ -83,6 +83,18 @@ static int vsession_open(const struct wrapctl_ctx *ctx, const struct vopts *vo,
 	vctx->vcfg = &s->cfg;
 	vctx->vault_key_explicit = mount || key;
 	return 0;
+}
+
+/* The table: --table, else volume_table from wrapd.conf, else the default.
+ * vo->table then names the file read (owned by *owned). */
+static int load_table(const struct wrapctl_ctx *ctx, struct vopts *vo, char **owned,
+		      struct volume_table *tab, struct werr *err)
+{
+	int r = cli_table_path(ctx, vo->table, owned, err);
+	if (r < 0)
+		return r;
+	vo->table = *owned;
+	return volume_table_load(vo->table, tab, err);
 }
 
 static void vctx_init(const struct wrapctl_ctx *ctx, const struct vopts *vo, struct volume_ctx *v)
@@ -173,13 +185,14 @@ static int run_open(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct werr err;
 	werr_clear(&err);
 	_cleanup_(volume_table_free) struct volume_table tab = {0};
+	_cleanup_free_ char *tpath = NULL;
 	struct volume_open_req *reqs = NULL;
 	size_t n = 0;
 	_cleanup_free_ char *dname = NULL;
 	int r;
 
 	if (vo.all || (nargs == 1 && !strchr(argv[optind], '/') && strncmp(argv[optind], "UUID=", 5))) {
-		r = volume_table_load(vo.table, &tab, &err);
+		r = load_table(ctx, &vo, &tpath, &tab, &err);
 		if (r < 0)
 			return cli_fail(ctx, "%s", werr_str(&err, r));
 		reqs = calloc(tab.n ? tab.n : 1, sizeof(*reqs));
@@ -302,7 +315,8 @@ static int run_close(struct wrapctl_ctx *ctx, int argc, char **argv)
 		return 0;
 	}
 	_cleanup_(volume_table_free) struct volume_table tab = {0};
-	int r = volume_table_load(vo.table, &tab, &err);
+	_cleanup_free_ char *tpath = NULL;
+	int r = load_table(ctx, &vo, &tpath, &tab, &err);
 	if (r < 0)
 		return cli_fail(ctx, "%s", werr_str(&err, r));
 	int rc = 0;
@@ -451,11 +465,12 @@ static int run_rewrap(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct werr err;
 	werr_clear(&err);
 	_cleanup_(volume_table_free) struct volume_table tab = {0};
+	_cleanup_free_ char *tpath = NULL;
 	const char **devs = NULL, **hdrs = NULL;
 	size_t n = 0;
 	int r;
 	if (vo.all) {
-		r = volume_table_load(vo.table, &tab, &err);
+		r = load_table(ctx, &vo, &tpath, &tab, &err);
 		if (r < 0)
 			return cli_fail(ctx, "%s", werr_str(&err, r));
 		n = tab.n;

@@ -11,96 +11,88 @@
 #include <limits.h>
 #include <sys/stat.h>
 
-enum kind { K_STR, K_PATH, K_BOOL, K_DURATION, K_INT, K_AUTH, K_MOUNT, K_KEY, K_ADDR };
+#define K(n, t, field, e, ...) \
+	{.name = n, .type = t, .off = offsetof(struct vault_config, field), .env = e, __VA_ARGS__}
+static bool check_addr(const char *key, const char *value, char *why, size_t whylen);
+static bool check_mount(const char *key, const char *value, char *why, size_t whylen);
+static bool check_key(const char *key, const char *value, char *why, size_t whylen);
+static const char *const auth_names[] = {"token", "kubernetes", "approle", NULL};
 
-struct setting {
-	const char *name;              /* in the config file */
-	const char *env;               /* VAULT_* variable or NULL */
-	enum kind kind;
-	size_t off;                    /* offset in struct vault_config */
+/* The vault section of wrapd.conf. */
+static const struct config_key vault_keys[] = {
+	K("vault_addr", CONFIG_STRING, addr, "VAULT_ADDR", .check = check_addr),
+	K("vault_namespace", CONFIG_STRING, namespace_, "VAULT_NAMESPACE", .flags = CONFIG_EMPTY_OK),
+	K("vault_cacert", CONFIG_PATH, cacert, "VAULT_CACERT"),
+	K("vault_capath", CONFIG_PATH, capath, "VAULT_CAPATH"),
+	K("vault_client_cert", CONFIG_PATH, client_cert, "VAULT_CLIENT_CERT"),
+	K("vault_client_key", CONFIG_PATH, client_key, "VAULT_CLIENT_KEY"),
+	K("vault_tls_server_name", CONFIG_STRING, tls_server_name, "VAULT_TLS_SERVER_NAME", .flags = CONFIG_EMPTY_OK),
+	K("vault_skip_verify", CONFIG_BOOL, skip_verify, "VAULT_SKIP_VERIFY"),
+	K("vault_client_timeout", CONFIG_DURATION, timeout_ms, "VAULT_CLIENT_TIMEOUT"),
+	K("vault_connect_timeout", CONFIG_DURATION, connect_timeout_ms, NULL),
+	K("vault_max_retries", CONFIG_INT, max_retries, "VAULT_MAX_RETRIES", .min = 0, .max = 100),
+	K("vault_deadline", CONFIG_DURATION, deadline_ms, NULL),
+	K("vault_mount", CONFIG_STRING, mount, NULL, .check = check_mount),
+	K("vault_key", CONFIG_STRING, key, NULL, .check = check_key),
+	K("vault_auth", CONFIG_ENUM, auth, NULL, .names = auth_names),
+	K("vault_token", CONFIG_STRING, token, "VAULT_TOKEN", .flags = CONFIG_ENV_ONLY | CONFIG_EMPTY_OK,
+	 .hint = "use vault_token_file or VAULT_TOKEN"),
+	K("vault_token_file", CONFIG_PATH, token_file, NULL),
+	K("vault_auth_mount", CONFIG_STRING, auth_mount, NULL, .check = check_mount),
+	K("vault_role", CONFIG_STRING, role, NULL, .flags = CONFIG_EMPTY_OK),
+	K("vault_jwt_file", CONFIG_PATH, jwt_file, NULL),
+	K("vault_role_id", CONFIG_STRING, role_id, NULL, .flags = CONFIG_EMPTY_OK),
+	K("vault_secret_id_file", CONFIG_PATH, secret_id_file, NULL),
 };
+#undef K
+_Static_assert(sizeof(enum vault_auth_method) == sizeof(int), "vault_auth is stored as an int");
 
-#define F(field) offsetof(struct vault_config, field)
-static const struct setting settings[] = {
-	{"vault_addr", "VAULT_ADDR", K_ADDR, F(addr)},
-	{"vault_namespace", "VAULT_NAMESPACE", K_STR, F(namespace_)},
-	{"vault_cacert", "VAULT_CACERT", K_PATH, F(cacert)},
-	{"vault_capath", "VAULT_CAPATH", K_PATH, F(capath)},
-	{"vault_client_cert", "VAULT_CLIENT_CERT", K_PATH, F(client_cert)},
-	{"vault_client_key", "VAULT_CLIENT_KEY", K_PATH, F(client_key)},
-	{"vault_tls_server_name", "VAULT_TLS_SERVER_NAME", K_STR, F(tls_server_name)},
-	{"vault_skip_verify", "VAULT_SKIP_VERIFY", K_BOOL, F(skip_verify)},
-	{"vault_client_timeout", "VAULT_CLIENT_TIMEOUT", K_DURATION, F(timeout_ms)},
-	{"vault_connect_timeout", NULL, K_DURATION, F(connect_timeout_ms)},
-	{"vault_max_retries", "VAULT_MAX_RETRIES", K_INT, F(max_retries)},
-	{"vault_deadline", NULL, K_DURATION, F(deadline_ms)},
-	{"vault_mount", NULL, K_MOUNT, F(mount)},
-	{"vault_key", NULL, K_KEY, F(key)},
-	{"vault_auth", NULL, K_AUTH, F(auth)},
-	{"vault_token", "VAULT_TOKEN", K_STR, F(token)},
-	{"vault_token_file", NULL, K_PATH, F(token_file)},
-	{"vault_auth_mount", NULL, K_MOUNT, F(auth_mount)},
-	{"vault_role", NULL, K_STR, F(role)},
-	{"vault_jwt_file", NULL, K_PATH, F(jwt_file)},
-	{"vault_role_id", NULL, K_STR, F(role_id)},
-	{"vault_secret_id_file", NULL, K_PATH, F(secret_id_file)},
-};
-#undef F
-
-static const struct setting *find_setting(const char *name)
+struct config_section vault_config_section(struct vault_config *cfg)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(settings); i++)
-		if (!strcmp(settings[i].name, name))
-			return &settings[i];
-	return NULL;
+	return (struct config_section){vault_keys, ARRAY_SIZE(vault_keys), cfg};
 }
 
 int vault_parse_bool(const char *s, bool *out)
 {
-	static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
-	static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
-	for (size_t i = 0; i < ARRAY_SIZE(t); i++) {
-		if (!strcmp(s, t[i])) {
-			*out = true;
-			return 0;
-		}
-		if (!strcmp(s, f[i])) {
-			*out = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
+	return config_parse_bool(s, out);
 }
 
 int vault_parse_duration_ms(const char *s, long *out)
 {
-	size_t n = strlen(s), digits = 0;
-	while (digits < n && isdigit((unsigned char)s[digits]))
-		digits++;
-	if (!digits || digits > 9)
-		return -EINVAL;
-	char num[16];
-	memcpy(num, s, digits);
-	num[digits] = '\0';
-	uint64_t v;
-	if (parse_u64(num, &v) < 0)
-		return -EINVAL;
-	const char *unit = s + digits;
-	uint64_t mult;
-	if (!*unit || !strcmp(unit, "s"))
-		mult = 1000;
-	else if (!strcmp(unit, "ms"))
-		mult = 1;
-	else if (!strcmp(unit, "m"))
-		mult = 60000;
-	else if (!strcmp(unit, "h"))
-		mult = 3600000;
-	else
-		return -EINVAL;
-	if (v * mult > (uint64_t)LONG_MAX / 2)
-		return -ERANGE;
-	*out = (long)(v * mult);
-	return 0;
+	return config_parse_duration_ms(s, out);
+}
+
+static bool check_addr(const char *key, const char *value, char *why, size_t whylen)
+{
+	if (strncmp(value, "https://", 8) && strncmp(value, "http://", 7)) {
+		snprintf(why, whylen, "%s must start with https:// or http://", key);
+		return false;
+	}
+	if (strlen(value) > 1024 || strpbrk(value, " \t?#")) {
+		snprintf(why, whylen, "%s is not a plain URL", key);
+		return false;
+	}
+	return true;
+}
+
+static bool check_path_part(const char *key, const char *value, bool mount, char *why,
+			    size_t whylen)
+{
+	if (vault_valid_path_part(value, mount))
+		return true;
+	snprintf(why, whylen, "%s '%.200s' may hold only letters, digits, '-', '_', '.'%s", key,
+		 value, mount ? " and inner '/'" : "");
+	return false;
+}
+
+static bool check_mount(const char *key, const char *value, char *why, size_t whylen)
+{
+	return check_path_part(key, value, true, why, whylen);
+}
+
+static bool check_key(const char *key, const char *value, char *why, size_t whylen)
+{
+	return check_path_part(key, value, false, why, whylen);
 }
 
 bool vault_valid_path_part(const char *s, bool allow_slash)
@@ -141,92 +133,9 @@ static int set_str(char **field, const char *value)
 	char *d = strdup(value);
 	if (!d)
 		return -ENOMEM;
-	if (*field) {
-		explicit_bzero(*field, strlen(*field));
-		free(*field);
-	}
+	free(*field);
 	*field = d;
 	return 0;
-}
-
-/* Sets one value; on failure writes a reason (without location) into why. */
-static int apply(struct vault_config *cfg, const struct setting *s, const char *value,
-		 char *why, size_t whylen)
-{
-	void *field = (char *)cfg + s->off;
-	if (!*value && s->kind != K_STR) {
-		snprintf(why, whylen, "empty value for '%s'", s->name);
-		return -EINVAL;
-	}
-	switch (s->kind) {
-	case K_ADDR:
-		if (strncmp(value, "https://", 8) && strncmp(value, "http://", 7)) {
-			snprintf(why, whylen, "%s must start with https:// or http://", s->name);
-			return -EINVAL;
-		}
-		if (strlen(value) > 1024 || strpbrk(value, " \t?#")) {
-			snprintf(why, whylen, "%s is not a plain URL", s->name);
-			return -EINVAL;
-		}
-		return set_str(field, value);
-	case K_STR:
-	case K_PATH:
-		if (strlen(value) > PATH_MAX) {
-			snprintf(why, whylen, "value for '%s' is too long", s->name);
-			return -EINVAL;
-		}
-		return set_str(field, value);
-	case K_MOUNT:
-	case K_KEY:
-		if (!vault_valid_path_part(value, s->kind == K_MOUNT)) {
-			snprintf(why, whylen,
-				 "%s '%s' may hold only letters, digits, '-', '_', '.'%s", s->name,
-				 value, s->kind == K_MOUNT ? " and inner '/'" : "");
-			return -EINVAL;
-		}
-		return set_str(field, value);
-	case K_BOOL:
-		if (vault_parse_bool(value, field) < 0) {
-			snprintf(why, whylen, "%s: '%s' is not a boolean (true or false)", s->name,
-				 value);
-			return -EINVAL;
-		}
-		return 0;
-	case K_DURATION: {
-		long v;
-		if (vault_parse_duration_ms(value, &v) < 0 || v <= 0) {
-			snprintf(why, whylen,
-				 "%s: '%s' is not a duration (seconds, or a number with ms, s, m, h)",
-				 s->name, value);
-			return -EINVAL;
-		}
-		*(long *)field = v;
-		return 0;
-	}
-	case K_INT: {
-		uint64_t v;
-		if (parse_u64(value, &v) < 0 || v > 100) {
-			snprintf(why, whylen, "%s: '%s' is not a number from 0 to 100", s->name, value);
-			return -EINVAL;
-		}
-		*(int *)field = (int)v;
-		return 0;
-	}
-	case K_AUTH:
-		if (!strcmp(value, "token"))
-			cfg->auth = VAULT_AUTH_TOKEN;
-		else if (!strcmp(value, "kubernetes"))
-			cfg->auth = VAULT_AUTH_KUBERNETES;
-		else if (!strcmp(value, "approle"))
-			cfg->auth = VAULT_AUTH_APPROLE;
-		else {
-			snprintf(why, whylen, "%s: '%s' is not one of token, kubernetes, approle",
-				 s->name, value);
-			return -EINVAL;
-		}
-		return 0;
-	}
-	return -EINVAL;
 }
 
 void vault_config_defaults(struct vault_config *cfg)
@@ -242,121 +151,26 @@ void vault_config_defaults(struct vault_config *cfg)
 int vault_config_set(struct vault_config *cfg, const char *key, const char *value,
 		     struct werr *err)
 {
-	const struct setting *s = find_setting(key);
-	if (!s)
+	struct config_section sec = vault_config_section(cfg);
+	int rc = config_set(&sec, key, value, err);
+	if (rc == -ENOENT)
 		return werr_set(err, -EINVAL, "unknown Vault setting '%s'", key);
-	char why[512];
-	int rc = apply(cfg, s, value, why, sizeof(why));
-	if (rc == -ENOMEM)
-		return werr_set(err, rc, "out of memory");
-	if (rc < 0)
-		return werr_set(err, rc, "%s", why);
-	return 0;
+	return rc;
 }
-
-static bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
 int vault_config_parse(struct vault_config *cfg, const char *path, const char *buf, size_t len,
 		       struct werr *err)
 {
-	bool seen[ARRAY_SIZE(settings)] = {false};
-	if (len > VAULT_CONFIG_MAX_BYTES)
-		return werr_set(err, -EFBIG, "%s: larger than %d bytes", path, VAULT_CONFIG_MAX_BYTES);
-	if (memchr(buf, '\0', len))
-		return werr_set(err, -EINVAL, "%s: contains a NUL byte; not a text file", path);
-	size_t lineno = 0;
-	for (size_t pos = 0; pos < len;) {
-		lineno++;
-		const char *nl = memchr(buf + pos, '\n', len - pos);
-		size_t ll = nl ? (size_t)(nl - (buf + pos)) : len - pos;
-		if (ll >= VAULT_CONFIG_MAX_LINE)
-			return werr_set(err, -EINVAL, "%s:%zu: line longer than %d bytes", path,
-					lineno, VAULT_CONFIG_MAX_LINE);
-		char line[VAULT_CONFIG_MAX_LINE];
-		memcpy(line, buf + pos, ll);
-		line[ll] = '\0';
-		pos += ll + (nl ? 1 : 0);
-		if (ll && line[ll - 1] == '\r')
-			line[--ll] = '\0';
-		for (size_t i = 0; i < ll; i++)
-			if ((unsigned char)line[i] < 0x20 && line[i] != '\t')
-				return werr_set(err, -EINVAL, "%s:%zu: control character in line",
-						path, lineno);
-		char *p = line;
-		while (is_blank(*p))
-			p++;
-		if (!*p || *p == '#')
-			continue;
-		char *eq = strchr(p, '=');
-		if (!eq)
-			return werr_set(err, -EINVAL, "%s:%zu: expected 'key = value'", path, lineno);
-		char *kend = eq;
-		while (kend > p && is_blank(kend[-1]))
-			kend--;
-		*kend = '\0';
-		for (char *k = p; *k; k++)
-			if (!(islower((unsigned char)*k) || isdigit((unsigned char)*k) || *k == '_'))
-				return werr_set(err, -EINVAL, "%s:%zu: bad key '%.64s'", path, lineno, p);
-		char *v = eq + 1;
-		while (is_blank(*v))
-			v++;
-		char *vend = v + strlen(v);
-		while (vend > v && is_blank(vend[-1]))
-			vend--;
-		*vend = '\0';
-		if (*v == '"') {
-			/* Quoted: anything but '"' (no escapes), nothing after. */
-			char *close = strchr(v + 1, '"');
-			if (!close || close[1])
-				return werr_set(err, -EINVAL,
-						"%s:%zu: unterminated quote or text after the closing quote",
-						path, lineno);
-			*close = '\0';
-			v++;
-		} else if (strpbrk(v, " \t#\"")) {
-			return werr_set(err, -EINVAL,
-					"%s:%zu: unquoted value with a space, '#' or '\"' (comments must be on their own line; quote values that need spaces)",
-					path, lineno);
-		}
-		const struct setting *s = find_setting(p);
-		if (!s)
-			return werr_set(err, -EINVAL, "%s:%zu: unknown key '%.64s'", path, lineno, p);
-		if (s->off == offsetof(struct vault_config, token))
-			return werr_set(err, -EINVAL,
-					"%s:%zu: vault_token does not belong in a config file; use vault_token_file or VAULT_TOKEN",
-					path, lineno);
-		size_t idx = (size_t)(s - settings);
-		if (seen[idx])
-			return werr_set(err, -EINVAL, "%s:%zu: '%s' set twice", path, lineno, p);
-		seen[idx] = true;
-		char why[512];
-		int rc = apply(cfg, s, v, why, sizeof(why));
-		if (rc == -ENOMEM)
-			return werr_set(err, rc, "out of memory");
-		if (rc < 0)
-			return werr_set(err, rc, "%s:%zu: %s", path, lineno, why);
-	}
-	return 0;
+	struct config_section sec = vault_config_section(cfg);
+	const struct config_section *const sections[] = {&sec, NULL};
+	return config_parse(path, buf, len, sections, err);
 }
 
 int vault_config_apply_env(struct vault_config *cfg, const char *(*get)(const char *name),
 			   struct werr *err)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(settings); i++) {
-		const struct setting *s = &settings[i];
-		if (!s->env)
-			continue;
-		const char *v = get(s->env);
-		if (!v || !*v) /* Vault's CLI treats empty as unset */
-			continue;
-		char why[512];
-		int rc = apply(cfg, s, v, why, sizeof(why));
-		if (rc == -ENOMEM)
-			return werr_set(err, rc, "out of memory");
-		if (rc < 0)
-			return werr_set(err, rc, "environment %s: %s", s->env, why);
-	}
-	return 0;
+	struct config_section sec = vault_config_section(cfg);
+	return config_apply_env(&sec, get, err);
 }
 
 int vault_config_finish(struct vault_config *cfg, struct werr *err)
@@ -419,27 +233,21 @@ int vault_config_finish(struct vault_config *cfg, struct werr *err)
 
 static const char *env_get(const char *name) { return getenv(name); }
 
-int vault_config_load(struct vault_config *cfg, const char *config_path, struct werr *err)
+int vault_config_load_ex(struct vault_config *cfg, const char *config_path,
+			 const struct config_section *const *others, struct werr *err)
 {
 	vault_config_defaults(cfg);
+	struct config_section sec = vault_config_section(cfg);
+	const struct config_section *sections[16] = {&sec};
+	size_t n = 1;
+	for (; others && others[n - 1]; n++) {
+		if (n + 1 >= ARRAY_SIZE(sections))
+			return werr_set(err, -E2BIG, "too many config sections");
+		sections[n] = others[n - 1];
+	}
+	sections[n] = NULL;
 	const char *path = config_path ? config_path : VAULT_DEFAULT_CONFIG;
-	_cleanup_free_ char *buf = NULL;
-	size_t len = 0;
-	int rc = read_file(path, VAULT_CONFIG_MAX_BYTES + 1, &buf, &len);
-	if (rc == -ENOENT && !config_path) {
-		rc = 0; /* the default file is optional */
-	} else if (rc == -EFBIG) {
-		rc = werr_set(err, rc, "%s: larger than %d bytes", path, VAULT_CONFIG_MAX_BYTES);
-	} else if (rc == -EINVAL) {
-		rc = werr_set(err, rc, "%s: not a regular file", path);
-	} else if (rc < 0) {
-		rc = werr_set(err, rc, "%s: %s", path, strerror(-rc));
-	} else {
-		rc = vault_config_parse(cfg, path, buf, len, err);
-	}
-	if (buf) {
-		explicit_bzero(buf, len);
-	}
+	int rc = config_load(path, !config_path, sections, err);
 	if (!rc)
 		rc = vault_config_apply_env(cfg, env_get, err);
 	if (!rc)
@@ -449,46 +257,26 @@ int vault_config_load(struct vault_config *cfg, const char *config_path, struct 
 	return rc;
 }
 
-static void free_str(char **s)
+int vault_config_load(struct vault_config *cfg, const char *config_path, struct werr *err)
 {
-	if (*s) {
-		explicit_bzero(*s, strlen(*s));
-		free(*s);
-		*s = NULL;
-	}
+	return vault_config_load_ex(cfg, config_path, NULL, err);
 }
 
 void vault_config_free(struct vault_config *cfg)
 {
 	if (!cfg)
 		return;
-	char **strs[] = {&cfg->addr, &cfg->namespace_, &cfg->cacert, &cfg->capath,
-			 &cfg->client_cert, &cfg->client_key, &cfg->tls_server_name,
-			 &cfg->mount, &cfg->key, &cfg->token, &cfg->token_file,
-			 &cfg->auth_mount, &cfg->role, &cfg->jwt_file, &cfg->role_id,
-			 &cfg->secret_id_file};
-	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
-		free_str(strs[i]);
+	struct config_section sec = vault_config_section(cfg);
+	config_section_free(&sec);
 }
 
 int vault_config_copy(struct vault_config *dst, const struct vault_config *src)
 {
 	*dst = *src;
-	char **strs[] = {&dst->addr, &dst->namespace_, &dst->cacert, &dst->capath,
-			 &dst->client_cert, &dst->client_key, &dst->tls_server_name,
-			 &dst->mount, &dst->key, &dst->token, &dst->token_file,
-			 &dst->auth_mount, &dst->role, &dst->jwt_file, &dst->role_id,
-			 &dst->secret_id_file};
-	const char *orig[ARRAY_SIZE(strs)];
-	for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
-		orig[i] = *strs[i];
-		*strs[i] = NULL;
-	}
-	for (size_t i = 0; i < ARRAY_SIZE(strs); i++) {
-		if (orig[i] && !(*strs[i] = strdup(orig[i]))) {
-			vault_config_free(dst);
-			return -ENOMEM;
-		}
-	}
-	return 0;
+	struct config_section d = vault_config_section(dst);
+	struct config_section s = vault_config_section((struct vault_config *)src);
+	int rc = config_section_copy_strings(&d, &s);
+	if (rc < 0)
+		vault_config_free(dst);
+	return rc;
 }

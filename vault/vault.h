@@ -14,6 +14,7 @@
 #define WRAPD_VAULT_H
 
 #include "common/common.h"
+#include "common/config.h"
 
 #define VAULT_DEFAULT_MOUNT "transit"
 #define VAULT_DEFAULT_KEY "wrapd"
@@ -117,6 +118,15 @@ int vault_client_new_ex(const struct vault_config *cfg, const struct wlog *log,
  * same validation as the file. For command-line overrides. */
 int vault_config_set(struct vault_config *cfg, const char *key, const char *value,
 		     struct werr *err);
+
+/* The vault keys of wrapd.conf ("vault_addr", ...) as a config section over
+ * cfg, for programs that parse the shared file with their own sections. */
+struct config_section vault_config_section(struct vault_config *cfg);
+/* vault_config_load, with the file's other sections (NULL-terminated; the
+ * volume module's, the agent's) parsed in the same pass, so that one
+ * wrapd.conf serves every module and an unknown key is still refused. */
+int vault_config_load_ex(struct vault_config *cfg, const char *config_path,
+			 const struct config_section *const *others, struct werr *err);
 
 /* GET sys/health (no token needed; never retried: every answer is an answer). */
 struct vault_health {

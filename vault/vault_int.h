@@ -11,8 +11,8 @@
 #include <jansson.h>
 #include <sys/stat.h>
 
-#define VAULT_CONFIG_MAX_BYTES (64 * 1024)   /* the config file */
-#define VAULT_CONFIG_MAX_LINE 4096
+#define VAULT_CONFIG_MAX_BYTES CONFIG_MAX_BYTES /* the config file (common/config.h) */
+#define VAULT_CONFIG_MAX_LINE CONFIG_MAX_LINE
 #define VAULT_SECRET_FILE_MAX (64 * 1024)    /* token, JWT, secret_id files */
 #define VAULT_RESPONSE_MAX (8 * 1024 * 1024) /* one HTTP response body */
 #define VAULT_MAX_SECRETS 4096               /* plaintext fields in one response */

@@ -258,3 +258,18 @@ const struct volume_entry *volume_table_find(const struct volume_table *t, const
 			return &t->v[i];
 	return NULL;
 }
+
+static const struct config_key volume_keys[] = {
+	{.name = "volume_table", .type = CONFIG_PATH, .off = offsetof(struct volume_settings, table)},
+};
+
+struct config_section volume_config_section(struct volume_settings *s)
+{
+	return (struct config_section){volume_keys, ARRAY_SIZE(volume_keys), s};
+}
+
+void volume_settings_free(struct volume_settings *s)
+{
+	struct config_section sec = volume_config_section(s);
+	config_section_free(&sec);
+}

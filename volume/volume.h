@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include "common/common.h"
+#include "common/config.h"
 
 struct vault_client;
 struct vault_config;
@@ -61,6 +62,14 @@ int volume_table_parse(const char *text, size_t len, const char *src, struct vol
 /* path NULL = VOLUME_TABLE_DEFAULT. Refuses symlinks and world-writable files. */
 int volume_table_load(const char *path, struct volume_table *out, struct werr *err);
 void volume_table_free(struct volume_table *t);
+
+/* The volume keys of wrapd.conf: volume_table (default VOLUME_TABLE_DEFAULT,
+ * used when the command line names no table). */
+struct volume_settings {
+	char *table;               /* NULL = VOLUME_TABLE_DEFAULT */
+};
+struct config_section volume_config_section(struct volume_settings *s);
+void volume_settings_free(struct volume_settings *s);
 const struct volume_entry *volume_table_find(const struct volume_table *t, const char *name);
 
 /* ---- loop devices -------------------------------------------------------- */

@@ -130,6 +130,19 @@ printf 'vault_addr = %s\nvault_kye = x\n' "$VT_D2" >"$T/bad.conf"
 "$wrapctl" --config "$T/bad.conf" vault status >"$T/st4.out" 2>&1
 [ $? -ne 0 ] || { echo "vault-client.sh: FAIL: a bad config was accepted" >&2; rc=1; }
 check "status: bad config" "$T/st4.out" "bad.conf:2: unknown key 'vault_kye'"
+# One wrapd.conf for every module: the volume module's key is accepted by
+# the Vault commands and used by the table commands (an empty table here).
+printf 'vault_addr = %s\nvault_cacert = %s\nvolume_table = %s\n' "$VT_D2" "$VT_CA" "$T/vt" >"$T/shared.conf"
+: >"$T/vt"
+VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/shared.conf" vault status >"$T/st6.out" 2>&1 ||
+	{ cat "$T/st6.out" >&2; echo "vault-client.sh: FAIL: volume_table refused by vault status" >&2; rc=1; }
+rm -f "$T/vt"
+"$wrapctl" --config "$T/shared.conf" close --all >"$T/st7.out" 2>&1
+[ $? -ne 0 ] || { echo "vault-client.sh: FAIL: close --all with a missing configured table succeeded" >&2; rc=1; }
+check "close --all reads volume_table" "$T/st7.out" "$T/vt"
+printf 'volume_table = rel/tab\n' >"$T/bad2.conf"
+"$wrapctl" --config "$T/bad2.conf" close --all >"$T/st8.out" 2>&1
+check "volume_table is checked" "$T/st8.out" "bad2.conf:1: volume_table: 'rel/tab' is not an absolute path"
 # The wrong CA: a clear TLS error, not a hang or a retry loop.
 VAULT_CACERT=$VT_OTHER_CA VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st5.out" 2>&1
 [ $? -ne 0 ] || { echo "vault-client.sh: FAIL: wrong CA accepted" >&2; rc=1; }
