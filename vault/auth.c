@@ -1,9 +1,12 @@
 /*
- * Authentication and token upkeep: the token from VAULT_TOKEN or a file
- * (reread when Vault Agent replaces it), Kubernetes and AppRole logins,
- * lookup-self at start, renew-self at two-thirds of the TTL, and a new login
- * after a 403 when the method can log in. Tokens, JWTs and secret_ids live in
- * locked memory and never reach a log line.
+ * Authentication and token upkeep, on top of the transport (http.c): the
+ * token from VAULT_TOKEN or a file (reread when Vault Agent replaces it),
+ * Kubernetes and AppRole logins, lookup-self at start, renew-self at
+ * two-thirds of the TTL, and a new login after a 403 when the method can log
+ * in. vault_call, the entry point of the layer above (transit.c), is here:
+ * upkeep, then the request, then one repeat after a successful re-login.
+ * This file calls vault_http; http.c never calls back into it.
+ * Tokens, JWTs and secret_ids live in locked memory and never reach a log line.
  */
 #include "vault/vault_int.h"
 
@@ -231,8 +234,7 @@ static int lookup_self(struct vault_client *vc, struct vault_response *r, struct
 {
 	static const char *const keys[] = {"id", "accessor", NULL};
 	struct vault_request req = {
-		.method = "GET", .path = "auth/token/lookup-self", .auth = true, .no_upkeep = true,
-		.secret_keys = keys,
+		.method = "GET", .path = "auth/token/lookup-self", .auth = true, .secret_keys = keys,
 	};
 	return vault_http(vc, &req, r, err);
 }
@@ -244,7 +246,7 @@ static int renew_self(struct vault_client *vc, struct werr *err)
 		return werr_set(err, -ENOMEM, "out of memory");
 	struct vault_request req = {
 		.method = "POST", .path = "auth/token/renew-self", .body = b, .auth = true,
-		.no_upkeep = true, .secret_keys = token_keys,
+		.secret_keys = token_keys,
 	};
 	struct vault_response r;
 	int rc = vault_http(vc, &req, &r, err);
@@ -260,6 +262,16 @@ static int renew_self(struct vault_client *vc, struct werr *err)
 	if (rc >= 0)
 		wlog_debug(vc->log, "vault: token renewed");
 	return rc;
+}
+
+uint64_t vault_token_next_upkeep(struct vault_client *vc)
+{
+	if (!vc->have_token || !vc->token_checked)
+		return 0;
+	if (!vc->renew_at_ms)
+		return UINT64_MAX;
+	uint64_t now = vault_now(vc);
+	return vc->renew_at_ms > now ? vc->renew_at_ms - now : 0;
 }
 
 int vault_token_upkeep(struct vault_client *vc, struct werr *err)
@@ -309,7 +321,9 @@ int vault_token_upkeep(struct vault_client *vc, struct werr *err)
 	return 0;
 }
 
-int vault_token_recover(struct vault_client *vc, struct werr *err)
+/* After a 403: logs in again (or rereads the token file) when that can help.
+ * Returns 1 when the call is worth repeating, 0 when not, <0 on failure. */
+static int token_recover(struct vault_client *vc, struct werr *err)
 {
 	if (vault_can_login(vc)) {
 		int rc = login(vc, err);
@@ -325,6 +339,35 @@ int vault_token_recover(struct vault_client *vc, struct werr *err)
 	}
 	return 0;
 }
+
+int vault_call(struct vault_client *vc, const struct vault_request *req,
+	       struct vault_response *resp, struct werr *err)
+{
+	memset(resp, 0, sizeof(*resp));
+	if (req->auth) {
+		int rc = vault_token_upkeep(vc, err);
+		if (rc < 0)
+			return rc;
+	}
+	int rc = vault_http(vc, req, resp, err);
+	if (rc == -EACCES && resp->status == 403 && req->auth) {
+		struct werr e2 = {0};
+		int r = token_recover(vc, &e2);
+		if (r == 1) {
+			wlog_info(vc->log, "vault: %s %s: 403 with the current token; authenticated again, repeating the call",
+				  req->method, req->path);
+			vault_response_clear(resp);
+			rc = vault_http(vc, req, resp, err);
+		} else if (r < 0) {
+			char first[WERR_MSG_MAX];
+			snprintf(first, sizeof(first), "%s", werr_str(err, rc));
+			rc = werr_set(err, rc, "%.400s; logging in again failed: %.500s", first,
+				      werr_str(&e2, r));
+		}
+	}
+	return rc;
+}
+
 
 int vault_token_lookup(struct vault_client *vc, struct vault_token_info *info, struct werr *err)
 {

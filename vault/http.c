@@ -1,8 +1,11 @@
 /*
- * The HTTP layer of the Vault client: one logical call = up to
- * 1 + max_retries attempts, each following at most one 307, within an overall
- * deadline. Response bodies are received into locked memory and any secret
- * field (plaintext keys, tokens) is moved out before jansson sees the text.
+ * The HTTP layer of the Vault client, transport only: one logical call = up
+ * to 1 + max_retries attempts, each following at most one 307, within an
+ * overall deadline. It sends the token it is given (vc->token) and knows
+ * nothing of its lifecycle: auth.c is the layer above (token upkeep, a new
+ * login after a 403), transit.c the one above that; calls go one way.
+ * Response bodies are received into locked memory and any secret field
+ * (plaintext keys, tokens) is moved out before jansson sees the text.
  * Log lines name the method, path, status and attempt: never a body, never a
  * token.
  */
@@ -626,34 +629,6 @@ out:
 	if (body && !req->raw_body) {
 		explicit_bzero(body, body_len);
 		free(body);
-	}
-	return rc;
-}
-
-int vault_call(struct vault_client *vc, const struct vault_request *req,
-	       struct vault_response *resp, struct werr *err)
-{
-	memset(resp, 0, sizeof(*resp));
-	if (req->auth && !req->no_upkeep) {
-		int rc = vault_token_upkeep(vc, err);
-		if (rc < 0)
-			return rc;
-	}
-	int rc = vault_http(vc, req, resp, err);
-	if (rc == -EACCES && resp->status == 403 && req->auth && !req->no_upkeep) {
-		struct werr e2 = {0};
-		int r = vault_token_recover(vc, &e2);
-		if (r == 1) {
-			wlog_info(vc->log, "vault: %s %s: 403 with the current token; authenticated again, repeating the call",
-				  req->method, req->path);
-			vault_response_clear(resp);
-			rc = vault_http(vc, req, resp, err);
-		} else if (r < 0) {
-			char first[WERR_MSG_MAX];
-			snprintf(first, sizeof(first), "%s", werr_str(err, rc));
-			rc = werr_set(err, rc, "%.400s; logging in again failed: %.500s", first,
-				      werr_str(&e2, r));
-		}
 	}
 	return rc;
 }

@@ -149,4 +149,16 @@ int vault_token_lookup(struct vault_client *vc, struct vault_token_info *info, s
 
 const char *vault_auth_method_name(enum vault_auth_method m);
 
+/*
+ * Token upkeep for a timer (the agent renews on a timerfd instead of lazily
+ * at the next call). vault_token_next_upkeep: milliseconds of the client clock
+ * until upkeep is due: 0 = now (no token yet, token not yet looked up, or past
+ * two-thirds of its TTL), UINT64_MAX = never (a token without a TTL). No
+ * request. vault_token_upkeep: does what is due (login, lookup-self,
+ * renew-self, a new login when renewal fails, rereading a changed token
+ * file); no request when nothing is due. Every call with a token runs it too.
+ */
+uint64_t vault_token_next_upkeep(struct vault_client *vc);
+int vault_token_upkeep(struct vault_client *vc, struct werr *err);
+
 #endif

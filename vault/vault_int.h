@@ -86,8 +86,7 @@ struct vault_request {
 	const char *path;              /* without /v1/, e.g. "transit/decrypt/wrapd" */
 	json_t *body;                  /* NULL for none */
 	const struct secbuf *raw_body; /* instead of body: credentials (login) */
-	bool auth;                     /* send the token; run token upkeep first */
-	bool no_upkeep;                /* send the token as it is (upkeep's own calls) */
+	bool auth;                     /* send the token (vault_call: after token upkeep) */
 	bool no_retry;                 /* every answer is final (sys/health) */
 	bool accept_any_status;        /* return the body whatever the status */
 	bool batch_400_ok;             /* transit batch: 400 carries batch_results */
@@ -102,18 +101,20 @@ struct vault_response {
 };
 void vault_response_clear(struct vault_response *r);
 
-int vault_call(struct vault_client *vc, const struct vault_request *req,
-	       struct vault_response *resp, struct werr *err);
-/* The raw request/retry loop, without the token logic of vault_call. */
+/* ---- http.c: the transport ----
+ * The request/retry/redirect loop. Sends vc->token as it is when req->auth;
+ * knows nothing of logins or renewal. */
 int vault_http(struct vault_client *vc, const struct vault_request *req,
 	       struct vault_response *resp, struct werr *err);
-
-/* ---- auth.c ---- */
-int vault_token_upkeep(struct vault_client *vc, struct werr *err);
-/* After a 403: logs in again (or rereads the token file) when that can help.
- * Returns 1 when the call is worth repeating, 0 when not, <0 on failure. */
-int vault_token_recover(struct vault_client *vc, struct werr *err);
-bool vault_can_login(const struct vault_client *vc);
+/* The client clock (hooks.now_ms, else CLOCK_MONOTONIC), in ms. */
 uint64_t vault_now(struct vault_client *vc);
+
+/* ---- auth.c: the token lifecycle, on top of vault_http ----
+ * One logical call for the layers above: token upkeep first (when req->auth),
+ * then vault_http, then, after a 403, a new login (or a changed token file)
+ * and one repeat. */
+int vault_call(struct vault_client *vc, const struct vault_request *req,
+	       struct vault_response *resp, struct werr *err);
+bool vault_can_login(const struct vault_client *vc);
 
 #endif

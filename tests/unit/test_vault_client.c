@@ -644,6 +644,106 @@ static void renewal_before_expiry_and_token_file(void **state)
 	vault_config_free(&cfg);
 }
 
+/*
+ * The agent's steady state: one client for the agent's life; lookup-self and
+ * the derived check (GET keys) happen once per client, never per volume, so
+ * each open costs one Vault request; token upkeep runs from a timer
+ * (vault_token_next_upkeep / vault_token_upkeep), not inside a call.
+ */
+static void steady_state_and_timer_upkeep(void **state)
+{
+	(void)state;
+	reset_double(D1);
+	policy_and_role_setup(D1);
+	enum { N = 5 };
+	char *ctx[N], *ct[N];
+	{
+		struct vault_config rc;
+		cfg_for(&rc, D1);
+		struct fake_time rft = {0};
+		struct vault_client *root = client_for(&rc, &rft, &quiet);
+		for (int i = 0; i < N; i++) {
+			ctx[i] = uuid_ctx(40 + i);
+			ct[i] = roundtrip(root, ctx[i]);
+		}
+		vault_client_free(root);
+		vault_config_free(&rc);
+	}
+	/* Exact TTLs: the double's clock stands still for this test. */
+	ctl0(D1, "POST", "/_double/clock", "{\"advance\": 0, \"freeze\": true}");
+	json_t *t = ctl(D1, "POST", "/v1/auth/token/create",
+			"{\"policies\":[\"wrapd\"],\"ttl\":\"60s\",\"renewable\":true}", ROOT, NULL);
+	const char *tok = json_string_value(json_object_get(json_object_get(t, "auth"), "client_token"));
+	assert_non_null(tok);
+	struct vault_config cfg;
+	struct werr err = {0};
+	cfg_for(&cfg, D1);
+	assert_int_equal(vault_config_set(&cfg, "vault_token", tok, &err), 0);
+	struct fake_time ft = {.now = 1000};
+	struct vault_client *vc = client_for(&cfg, &ft, &quiet);
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+
+	/* Before any call: upkeep is due now; it costs one lookup-self. */
+	assert_int_equal(vault_token_next_upkeep(vc), 0);
+	assert_int_equal(vault_token_upkeep(vc, &err), 0);
+	assert_int_equal(vault_token_next_upkeep(vc), 40000); /* 2/3 of 60 s */
+	/* Not due: no request. */
+	assert_int_equal(vault_token_upkeep(vc, &err), 0);
+	_cleanup_free_ char *s0 = log_seq(D1, NULL);
+	assert_string_equal(s0, "GET /v1/auth/token/lookup-self -> 200\n");
+
+	/* N opens: the derived-key check once, then one decrypt each. */
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+	for (int i = 0; i < N; i++) {
+		struct secbuf pt = {0};
+		if (vault_decrypt(vc, ct[i], ctx[i], &pt, &err) < 0)
+			fail_msg("decrypt %d: %s", i, err.msg);
+		assert_int_equal(pt.len, 64);
+		secbuf_free(&pt);
+	}
+	_cleanup_free_ char *s1 = log_seq(D1, NULL);
+	assert_string_equal(s1, "GET /v1/transit/keys/wrapd -> 200\n"
+				"POST /v1/transit/decrypt/wrapd -> 200\n"
+				"POST /v1/transit/decrypt/wrapd -> 200\n"
+				"POST /v1/transit/decrypt/wrapd -> 200\n"
+				"POST /v1/transit/decrypt/wrapd -> 200\n"
+				"POST /v1/transit/decrypt/wrapd -> 200\n");
+
+	/* The timer fires at 2/3 of the TTL: renew-self, and the next deadline
+	 * is 2/3 of the renewed lease; the opens after it still cost one each. */
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+	ft.now += 39000;
+	assert_int_equal(vault_token_next_upkeep(vc), 1000);
+	ft.now += 1000;
+	assert_int_equal(vault_token_next_upkeep(vc), 0);
+	assert_int_equal(vault_token_upkeep(vc, &err), 0);
+	assert_int_equal(vault_token_next_upkeep(vc), 40000);
+	struct secbuf pt = {0};
+	assert_int_equal(vault_decrypt(vc, ct[0], ctx[0], &pt, &err), 0);
+	secbuf_free(&pt);
+	_cleanup_free_ char *s2 = log_seq(D1, NULL);
+	assert_string_equal(s2, "POST /v1/auth/token/renew-self -> 200\n"
+				"POST /v1/transit/decrypt/wrapd -> 200\n");
+
+	/* A token without a TTL never needs upkeep. */
+	struct vault_config rcfg;
+	cfg_for(&rcfg, D1);
+	struct vault_client *root = client_for(&rcfg, &ft, &quiet);
+	assert_int_equal(vault_token_upkeep(root, &err), 0);
+	assert_true(vault_token_next_upkeep(root) == UINT64_MAX);
+	vault_client_free(root);
+	vault_config_free(&rcfg);
+
+	ctl0(D1, "POST", "/_double/clock", "{\"advance\": 0, \"freeze\": false}");
+	for (int i = 0; i < N; i++) {
+		free(ctx[i]);
+		free(ct[i]);
+	}
+	json_decref(t);
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+}
+
 static void batch_decrypt_names_the_bad_item(void **state)
 {
 	(void)state;
@@ -907,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(relogin_approle_after_expiry),
 		cmocka_unit_test(relogin_kubernetes_after_expiry),
 		cmocka_unit_test(renewal_before_expiry_and_token_file),
+		cmocka_unit_test(steady_state_and_timer_upkeep),
 		cmocka_unit_test(batch_decrypt_names_the_bad_item),
 		cmocka_unit_test(one_redirect_followed),
 		cmocka_unit_test(https_to_http_redirect_refused),
