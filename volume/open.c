@@ -300,6 +300,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 		os[i].vd = init;
 		reqs[i].rc = 0;
 		reqs[i].already_open = false;
+		reqs[i].vault_error = false;
 		reqs[i].msg[0] = '\0';
 		/* Two table lines with one name would fight. */
 		for (size_t j = 0; j < i; j++) {
@@ -355,6 +356,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 				werr_set(&e2, ir, "%s: Vault could not unwrap the volume key: %s",
 					 os[i].vd.hdr_path, br < 0 ? werr_str(&e, br) : items[k].msg);
 				req_fail(&reqs[i], ir, &e2);
+				reqs[i].vault_error = true;
 				os[i].ready = false;
 				continue;
 			}

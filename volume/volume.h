@@ -114,6 +114,8 @@ struct volume_open_req {
 	/* out */
 	int rc;
 	bool already_open;         /* idempotent success */
+	bool vault_error;          /* rc came from asking Vault (down, sealed, refused):
+				    * a later retry may succeed */
 	char msg[WERR_MSG_MAX];    /* the error line when rc < 0 */
 };
 
