@@ -1,0 +1,244 @@
+/*
+ * agent: the wrapd node daemon (bare-metal mode: the host volume table).
+ *
+ * It owns: the event loop (agent/loop.c: epoll over signalfd, timerfd,
+ * inotify, the status socket and the worker's eventfd), the worker thread
+ * that does every blocking operation (Vault, dm, keyring; agent/worker.c),
+ * the volumes' states and their reconciliation with the table
+ * (agent/state.c), the table watch (agent/table_watch.c), the status socket
+ * (agent/status.c), the agent's settings (agent/config.c) and its log lines
+ * (agent/log.c). The flows themselves (open, close, status) are the volume
+ * library's; the agent only decides when to run them.
+ *
+ * This is the agent's internal header: nothing outside agent/ includes it,
+ * except its tests.
+ */
+#ifndef WRAPD_AGENT_H
+#define WRAPD_AGENT_H
+
+#include "agent/settings.h"
+#include "common/common.h"
+#include "vault/vault.h"
+#include "volume/volume.h"
+
+#include <pthread.h>
+
+/* ---- settings (keys of wrapd.conf that belong to the agent) --------------- */
+
+#define AGENT_CONFIG_DEFAULT "/etc/wrapd/wrapd.conf"
+
+struct agent_config {
+	struct agent_settings s;   /* as read (agent/settings.h) */
+	struct volume_settings vol;
+	/* effective values (defaults applied); strings point into s/vol or are literals */
+	const char *volume_table;
+	const char *status_socket;
+	const char *metrics_listen;  /* "" = off */
+	bool log_json;
+	long retry_min_ms, retry_max_ms, stop_timeout_ms;
+};
+/* Defaults, then the config file (path may be NULL for
+ * AGENT_CONFIG_DEFAULT; a missing default file is fine): the agent's keys,
+ * volume_table and the Vault client's (vcfg), in one pass. */
+int agent_config_load(struct agent_config *c, struct vault_config *vcfg, const char *path,
+		      struct werr *err);
+/* One agent or volume setting by its config-file name (command-line
+ * overrides), validated as in the file. */
+int agent_config_set(struct agent_config *c, const char *key, const char *value,
+		     struct werr *err);
+void agent_config_free(struct agent_config *c);
+
+/* ---- log lines -------------------------------------------------------------- */
+
+/* One event per line on stderr, text or JSON; safe from any thread. Never
+ * pass key material. */
+struct alog {
+	bool json;
+	enum wlog_level level;
+	FILE *out;                 /* stderr */
+	pthread_mutex_t mu;
+	FILE *lib;                 /* the sink handed to the library's wlog */
+	struct wlog wlog;          /* for the library (volume/, vault/) */
+};
+int alog_init(struct alog *l, bool json, enum wlog_level level);
+void alog_fini(struct alog *l);
+/* volume and device may be NULL; event is a short word ("opened"). */
+void alog(struct alog *l, enum wlog_level lvl, const char *volume, const char *device,
+	  const char *event, const char *fmt, ...) _printf_(6, 7);
+
+/* ---- the worker: every blocking operation, on one thread -------------------- */
+
+enum job_kind {
+	JOB_OPEN,                  /* open (or adopt) items; scans the mappings too */
+	JOB_CLOSE,                 /* close items[0] unless in use */
+	JOB_UPKEEP,                /* Vault token upkeep + TTL */
+};
+
+struct job_item {
+	/* in */
+	char *name, *device, *header;
+	unsigned flags;
+	bool adopt_only;           /* noauto: report whether it is mapped, never open */
+	/* out */
+	int rc;
+	bool vault_error;          /* failed asking Vault: retrying may help */
+	bool already_open;
+	bool mapped;               /* a wrapd mapping of this name exists after the job */
+	bool in_use;               /* JOB_CLOSE: refused because something holds it */
+	char msg[WERR_MSG_MAX];
+	char backing[4096];
+	char luks_uuid[37];
+	int key_version;
+};
+
+struct job {
+	enum job_kind kind;
+	struct job_item *items;
+	size_t n;
+	/* out (JOB_OPEN): wrapd mappings whose names are not among the items */
+	char (*others)[128];
+	size_t nothers;
+	/* out (JOB_UPKEEP and any Vault use) */
+	int vault_rc;              /* 0 reachable, else the last Vault error */
+	char vault_msg[WERR_MSG_MAX];
+	long long token_ttl;       /* seconds, 0 = never expires, -1 unknown */
+	unsigned decrypts;         /* Vault decrypt requests this job made (0 or 1 per key) */
+	uint64_t duration_ms;
+	struct job *next;
+};
+void job_free(struct job *j);
+
+struct worker;
+/* Starts the thread; it takes ownership of vcfg (malloc'ed, loaded). */
+int worker_start(struct worker **out, struct vault_config *vcfg, struct alog *log,
+		 struct werr *err);
+/* The fd that becomes readable when jobs are done (an eventfd). */
+int worker_fd(const struct worker *w);
+void worker_submit(struct worker *w, struct job *j);
+/* Completed jobs in order (a list through ->next); clears the eventfd. */
+struct job *worker_take_done(struct worker *w);
+bool worker_busy(struct worker *w);
+/* Stops after the current job (queued jobs are dropped); waits up to
+ * timeout_ms; returns false when it is still running (the process should then
+ * exit without waiting for it). */
+bool worker_stop(struct worker *w, long timeout_ms);
+/* Replaces the Vault settings (SIGHUP; takes ownership); the next job uses
+ * a new client made from them. */
+void worker_set_vault(struct worker *w, struct vault_config *vcfg);
+
+/* ---- volumes and their states -------------------------------------------------- */
+
+enum vol_state {
+	VS_CLOSED = 0,             /* not mapped (noauto, or closed after removal) */
+	VS_OPENING,                /* a job runs for it */
+	VS_OPEN,
+	VS_WAITING_VAULT,          /* Vault unreachable, sealed or refusing: retried */
+	VS_FAILED,                 /* a problem Vault cannot fix: retried on change/SIGHUP */
+	VS_CLOSING,
+};
+const char *vol_state_name(enum vol_state s);
+
+struct vol {
+	char *name, *device, *header;
+	unsigned flags;
+	bool noauto;
+	bool in_table;             /* false: a wrapd mapping the table does not list */
+	bool kept;                 /* its line was removed but the mapping is in use */
+	bool changed;              /* its line changed while mapped; not yet applied */
+	bool adopted;              /* found open at start */
+	bool adopted_unlisted;     /* found open, and no table line names it */
+	enum vol_state st;
+	bool busy;                 /* a job for it is in flight */
+	char backing[4096];
+	char luks_uuid[37];
+	int key_version;           /* -1 unknown */
+	char last_error[WERR_MSG_MAX];
+	char note[256];
+};
+
+struct agent {
+	const char *config_path;
+	struct agent_config cfg;
+	char *token_file;          /* the Vault token file to watch, or NULL */
+	struct alog *log;
+	struct worker *w;
+
+	struct vol *v;
+	size_t n;
+
+	int epfd, sigfd, timerfd, inofd, statusfd;
+	int table_wd, token_wd;
+	char *table_dir, *table_base;
+	char *token_dir, *token_base;
+
+	/* Vault, as the worker last saw it */
+	bool vault_known, vault_ok;
+	char vault_error[WERR_MSG_MAX];
+	long long token_ttl;       /* -1 unknown */
+	uint64_t upkeep_at_ms;     /* 0 = no upkeep timer */
+	bool upkeep_busy;
+	bool upkeep_failed;        /* the last upkeep failed: upkeep_at is a back-off */
+
+	/* back-off for volumes waiting for Vault */
+	unsigned retry_n;
+	uint64_t retry_at_ms;      /* 0 = none scheduled */
+	uint32_t rng;
+
+	bool first_sent;           /* the first open job (even empty) is out */
+	bool first_pass_done;
+	bool stopping;
+	unsigned long wakeups;     /* epoll returns (for tests and metrics) */
+};
+
+uint64_t agent_now_ms(void);
+
+/* state.c: reconcile */
+struct vol *agent_find(struct agent *a, const char *name);
+/* Loads the table and reconciles with it (start, inotify, SIGHUP). */
+int agent_table_reload(struct agent *a);
+/* Submits jobs for what needs doing now. */
+void agent_kick(struct agent *a);
+/* Applies a finished job. */
+void agent_job_done(struct agent *a, struct job *j);
+/* The timer fired: retries and upkeep that are due. */
+void agent_timer_due(struct agent *a);
+/* The Vault token file changed (or SIGHUP): upkeep now, retry what waits. */
+void agent_vault_changed(struct agent *a);
+/* SIGHUP: failed volumes get another try. */
+void agent_retry_failed(struct agent *a);
+/* When the timerfd should fire next (0 = never). */
+uint64_t agent_next_deadline(const struct agent *a);
+void agent_free_vols(struct agent *a);
+/* One-line summary: "12 open, 1 waiting for Vault". */
+void agent_summary(const struct agent *a, char *buf, size_t n);
+
+/* table_watch.c: inotify on the table's directory (and the token file's) */
+int table_watch_init(struct agent *a, struct werr *err);
+/* Reads inotify events and acts on them (table reload, Vault upkeep). */
+void table_watch_event(struct agent *a);
+void table_watch_fini(struct agent *a);
+
+/* status.c */
+int status_listen(const char *path, int *fd, struct werr *err);
+void status_accept(struct agent *a);
+/* The agent's view as JSON text (malloc'ed). */
+char *status_json(const struct agent *a);
+
+/* loop.c: signals are blocked here (before the worker starts). */
+int agent_loop_init(struct agent *a, struct werr *err);
+int agent_run(struct agent *a, struct werr *err);
+
+/* main.c: SIGHUP */
+void agent_reload(struct agent *a);
+
+/* hooks.c: the agent's calls into notify/metrics/httpd, wired in one place.
+ * Epoll tags >= 100 belong to the hooks (hooks_event). */
+void hooks_loop_init(struct agent *a);
+int hooks_timeout_ms(struct agent *a);     /* epoll_wait timeout, -1 = none */
+void hooks_event(struct agent *a, uint32_t tag);
+void hooks_tick(struct agent *a);
+void hooks_ready(struct agent *a);         /* the first reconcile pass is done */
+void hooks_status(struct agent *a);        /* the volumes' states changed */
+void hooks_stopping(struct agent *a);
+
+#endif

@@ -1,0 +1,153 @@
+#!/bin/bash
+# The wrapd agent on this host, against the Vault double: its loop, status
+# socket, table watch, Vault back-off, signals and log formats. No dm-crypt is
+# needed: on a kernel without it the volumes end "failed" with the library's
+# "no device-mapper" line, which is as good a terminal state for these checks
+# as "open" (tests/agent/vm_agent.sh checks the mappings themselves).
+# Every wait is for a state seen through the status socket, with a generous
+# deadline; no sleep is an assertion.
+#
+# Prints "ok - ..." / "not ok - ..." and "N passed, M failed".
+set -u
+B=${WRAPD_BUILDDIR:-.}
+S=${WRAPD_SRCDIR:-${srcdir:-.}}
+PY=${WRAPD_PYTHON:-/usr/bin/python3}
+W=$(mktemp -d /tmp/wrapd-hagt.XXXXXX)
+. "$S/tests/lib/checks.sh"
+SOCK=$W/run/wrapd.sock
+Q="$PY $S/tests/agent/agentq.py $SOCK"
+H="$PY $S/tests/kernel/vhelper.py"
+vault_pid= agent_pid=
+
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (status socket peer checks, loop devices)"; exit 77; }
+
+cleanup() {
+	set +e
+	[ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null
+	stop_vault_double
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+start_agent() { # the table and socket come from wrapd.conf
+	"$B/wrapd" -c "$W/wrapd.conf" "$@" >>"$W/agent.log" 2>&1 &
+	agent_pid=$!
+}
+stop_agent() {
+	kill -TERM "$agent_pid"
+	for _ in $(seq 300); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$agent_pid" 2>/dev/null && { echo "still running 30 s after SIGTERM"; kill -KILL "$agent_pid"; }
+	wait "$agent_pid"; local rc=$?
+	agent_pid=
+	return $rc
+}
+table_set() { chmod 644 "$1"; mv -f "$1" "$W/volumes"; }
+vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
+DONE="x['state'] in ('open', 'failed')"   # a finished open, with or without dm
+
+start_vault_double "$S" "$W"
+cat >"$W/wrapd.conf" <<CONF
+# shared by wrapd and wrapctl
+vault_addr = $VAULT_ADDR
+volume_table = $W/volumes
+status_socket = $SOCK
+log_format = text
+agent_retry_max = 5m
+CONF
+chmod 600 "$W/wrapd.conf"
+for i in 1 2 3 4; do
+	truncate -s 20M "$W/v$i.img"
+	"$B/wrapctl" format "$W/v$i.img" >/dev/null || bad "format v$i"
+done
+printf 'hagt-1 %s\nhagt-2 %s\nhagt-n %s noauto\n' "$W/v1.img" "$W/v2.img" "$W/v4.img" >"$W/t"
+table_set "$W/t"
+
+# ---- start, status, socket ---------------------------------------------------------
+start_agent
+check "ready; both auto volumes tried" $Q wait \
+	"s['agent']['ready'] and all($DONE for x in s['volumes'] if not x['noauto'])"
+check "noauto volume: closed, never opened" $Q wait "v['hagt-n']['state'] == 'closed'"
+check "a failed volume says why" $Q wait \
+	"all(x['state'] == 'open' or x['last_error'] for x in s['volumes'] if not x['noauto'])"
+check "Vault reachable, root token TTL 0, no upkeep timer" $Q wait \
+	"s['agent']['vault']['reachable'] is True and s['agent']['vault']['token_ttl'] == 0 and s['agent']['vault']['upkeep_in_ms'] is None"
+check "status socket: mode 0600, owned by root" bash -c "[ \"\$(stat -c '%a %u %F' $SOCK)\" = '600 0 socket' ]"
+chmod 755 "$W" "$W/run"   # nobody reaches the socket; its own mode decides
+check "a non-root peer cannot connect (mode)" $Q as-nobody mode
+chmod 666 "$SOCK"   # now only the agent itself can refuse
+check "a non-root peer is refused by SO_PEERCRED" $Q as-nobody peer
+grep -q "root only" "$W/out" && ok "  ... given a refusal, not the status" || bad "  ... given a refusal, not the status"
+chmod 600 "$SOCK"; chmod 700 "$W"
+check "the refusal is logged" grep -q "refused a status request from uid 65534" "$W/agent.log"
+check_fails "a second agent on the same socket refuses to start" "$B/wrapd" -c "$W/wrapd.conf"
+grep -q "another wrapd agent is running" "$W/out" && ok "  ... saying why" || bad "  ... saying why"
+
+# ---- wrapctl status: the agent's view while it runs, the kernel's otherwise -----------
+check "wrapctl status shows the agent's view" bash -c "'$B/wrapctl' -c '$W/wrapd.conf' status | grep -q '^wrapd agent (pid $agent_pid)'"
+"$B/wrapctl" -c "$W/wrapd.conf" status >"$W/status.txt" 2>&1
+check "  ... listing each volume with its state" grep -q "^hagt-n *closed" "$W/status.txt"
+check "wrapctl status --json NAME: the agent's document for that volume" bash -c \
+	"'$B/wrapctl' -c '$W/wrapd.conf' status --json hagt-n | $PY -c 'import json,sys; d=json.load(sys.stdin); assert [x[\"name\"] for x in d[\"volumes\"]] == [\"hagt-n\"] and d[\"agent\"][\"pid\"] == $agent_pid'"
+check "wrapctl status --kernel: the kernel's view" bash -c "'$B/wrapctl' -c '$W/wrapd.conf' status --kernel | grep -v -q '^wrapd agent'"
+check "wrapctl accepts the agent's keys in the shared wrapd.conf" "$B/wrapctl" -c "$W/wrapd.conf" status --kernel
+
+# ---- idle: no wake-ups ------------------------------------------------------------------
+a=$(vcsw "$agent_pid"); sleep 10; b=$(vcsw "$agent_pid")
+check "idle: voluntary context switches did not grow over 10 s ($a -> $b)" test "$a" = "$b"
+
+# ---- table changes ------------------------------------------------------------------------
+cp "$W/volumes" "$W/t"; echo "hagt-3 $W/v3.img" >>"$W/t"; table_set "$W/t"
+check "a line added (atomic rename) is acted on without restart" $Q wait \
+	"'hagt-3' in v and (lambda x: $DONE)(v['hagt-3'])"
+grep -v '^hagt-3 ' "$W/volumes" >"$W/t"; table_set "$W/t"
+check "a line removed leaves the status" $Q wait "'hagt-3' not in v"
+echo "hagt-3 $W/v3.img" >>"$W/volumes"
+check "a line added by an in-place write is seen too" $Q wait "'hagt-3' in v and (lambda x: $DONE)(v['hagt-3'])"
+echo "this is not a table line" >>"$W/volumes"
+check "a broken table is refused and the volumes are kept" $Q wait "'hagt-3' in v and 'hagt-1' in v"
+check "  ... and the log names file:line" grep -q "volumes:5:" "$W/agent.log"
+grep -v 'not a table' "$W/volumes" >"$W/t"; table_set "$W/t"
+check "SIGHUP: config and table reread" bash -c "kill -HUP $agent_pid && $Q wait \"'hagt-3' in v\" && grep -q 'SIGHUP' $W/agent.log"
+check "SIGTERM: exit status 0" stop_agent
+check "SIGTERM: the socket is removed" test ! -e "$SOCK"
+check "no agent: wrapctl status shows the kernel's view" bash -c "! '$B/wrapctl' -c '$W/wrapd.conf' status | grep -q '^wrapd agent'"
+
+# ---- Vault sealed: wait with back-off, then go on without a restart ---------------------
+$H seal
+start_agent -o agent_retry_min=100ms -o agent_retry_max=1s
+check "sealed: volumes wait for Vault" $Q wait \
+	"all(x['state'] == 'waiting for Vault' for x in s['volumes'] if not x['noauto'])"
+check "sealed: the status says why" $Q wait "'sealed' in (v['hagt-1']['last_error'] or '').lower()"
+check "sealed: Vault unreachable, a retry scheduled" $Q wait \
+	"s['agent']['vault']['reachable'] is False and s['agent']['retry_in_ms'] is not None"
+check "sealed: retries keep coming (back-off, not a single try)" $Q wait \
+	"s['agent']['retry_in_ms'] is not None and open('$W/agent.log').read().count('wait for Vault; next try') >= 3" 120
+$H unseal
+check "unsealed: no volume waits any more, without a restart" $Q wait \
+	"all($DONE for x in s['volumes'] if not x['noauto']) and s['agent']['vault']['reachable'] is True"
+check "unsealed: nothing scheduled" $Q wait \
+	"s['agent']['retry_in_ms'] is None and s['agent']['vault']['upkeep_in_ms'] is None"
+check "stop" stop_agent
+
+# ---- JSON log lines ------------------------------------------------------------------------
+: >"$W/agent.log"
+start_agent --log-format json
+check "json: ready" $Q wait "s['agent']['ready'] and all($DONE for x in s['volumes'] if not x['noauto'])"
+check "json: stop" stop_agent
+check "json: every stderr line is one JSON object with time, level and msg" $PY -c "
+import json, sys
+n = 0
+for line in open('$W/agent.log'):
+    o = json.loads(line); n += 1
+    assert {'time', 'level', 'msg'} <= o.keys(), line
+assert n >= 3, n
+"
+check "json: a volume's lines carry its name and device" $PY -c "
+import json
+ls = [json.loads(l) for l in open('$W/agent.log')]
+vs = [o for o in ls if o.get('volume') == 'hagt-1']
+assert vs and all(o.get('device') == '$W/v1.img' for o in vs), vs
+"
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
