@@ -31,6 +31,11 @@ int cli_fail(const struct wrapctl_ctx *ctx, const char *fmt, ...) _printf_(2, 3)
 extern const struct wrapctl_cmd cmd_open, cmd_close, cmd_status, cmd_rewrap, cmd_erase,
 	cmd_doctor;
 
+/* cli/cmd_status_agent.c: wrapctl status from a running agent's socket
+ * (status_socket of the config). 0 printed, 1 no agent answers (show the
+ * kernel's view), -1 failed (message printed). */
+int cli_status_from_agent(struct wrapctl_ctx *ctx, const char *name, bool json);
+
 /* cli/cmd_format.c, cli/cmd_inspect.c, cli/cmd_header.c */
 extern const struct wrapctl_cmd cmd_format, cmd_inspect, cmd_header;
 

@@ -5,6 +5,7 @@
  */
 #include "cli/cli.h"
 
+#include "agent/settings.h"
 #include "vault/vault.h"
 #include "volume/volume.h"
 
@@ -14,7 +15,7 @@
  * wrapd.conf is shared by every module and by both programs: wrapctl parses
  * the whole file, storing the sections it uses and checking the others, so a
  * key the file may hold is never refused as unknown by one program only.
- * The agent's section belongs in this list too (checked only, base NULL).
+ * The agent's section is checked only (base NULL).
  */
 int cli_config_load(const struct wrapctl_ctx *ctx, struct vault_config *vcfg,
 		    struct volume_settings *vs, struct werr *err)
@@ -23,12 +24,13 @@ int cli_config_load(const struct wrapctl_ctx *ctx, struct vault_config *vcfg,
 	struct config_section vol = volume_config_section(vs ? vs : &scratch);
 	if (!vs)
 		vol.base = NULL;
+	struct config_section agent = agent_config_section(NULL);
 	if (vcfg) {
-		const struct config_section *const others[] = {&vol, NULL};
+		const struct config_section *const others[] = {&vol, &agent, NULL};
 		return vault_config_load_ex(vcfg, ctx->config_path, others, err);
 	}
 	struct config_section vault = vault_config_section(NULL);
-	const struct config_section *const all[] = {&vault, &vol, NULL};
+	const struct config_section *const all[] = {&vault, &vol, &agent, NULL};
 	int rc = config_load(ctx->config_path ? ctx->config_path : CLI_DEFAULT_CONFIG,
 			     !ctx->config_path, all, err);
 	if (rc < 0 && vs)

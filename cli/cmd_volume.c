@@ -21,7 +21,7 @@ struct vopts {
 
 enum {
 	O_VAULT_MOUNT = 1000, O_VAULT_KEY, O_UDEV, O_NO_UDEV, O_TABLE, O_ALL, O_HEADER,
-	O_ALLOW_DISCARDS, O_WQ, O_NO_WQ, O_DEFERRED, O_FORCE, O_JSON, O_YES,
+	O_ALLOW_DISCARDS, O_WQ, O_NO_WQ, O_DEFERRED, O_FORCE, O_JSON, O_YES, O_KERNEL,
 };
 
 #define COMMON_LONGOPTS \
@@ -341,22 +341,26 @@ static int run_status(struct wrapctl_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, O_JSON},
+		{"kernel", no_argument, NULL, O_KERNEL},
 		{"udev", no_argument, NULL, O_UDEV},
 		{"no-udev", no_argument, NULL, O_NO_UDEV},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	struct vopts vo = {.udev = -1};
-	bool json = ctx->json;
+	bool json = ctx->json, kernel = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (common_opt(c, &vo))
 			continue;
 		switch (c) {
 		case O_JSON: json = true; break;
+		case O_KERNEL: kernel = true; break;
 		case 'h':
-			printf("Usage: wrapctl status [--json] [NAME]\n"
-			       "Show wrapd mappings (from device-mapper and the headers; no Vault needed).\n");
+			printf("Usage: wrapctl status [--json] [--kernel] [NAME]\n"
+			       "Show wrapd volumes: the agent's view when wrapd runs (states, errors,\n"
+			       "Vault), else (or with --kernel) the mappings from device-mapper and\n"
+			       "the headers. No Vault needed.\n");
 			return 0;
 		default: return 2;
 		}
@@ -364,6 +368,9 @@ static int run_status(struct wrapctl_ctx *ctx, int argc, char **argv)
 	if (argc - optind > 1)
 		return cli_fail(ctx, "usage: wrapctl status [--json] [NAME]") + 1;
 	const char *name = argc - optind == 1 ? argv[optind] : NULL;
+	int ar = kernel ? 1 : cli_status_from_agent(ctx, name, json);
+	if (ar <= 0)
+		return ar < 0 ? 1 : 0;
 	struct volume_ctx vctx;
 	vctx_init(ctx, &vo, &vctx);
 	struct werr err;
