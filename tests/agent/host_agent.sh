@@ -42,6 +42,18 @@ stop_agent() {
 	return $rc
 }
 table_set() { chmod 644 "$1"; mv -f "$1" "$W/volumes"; }
+# settled PID: every thread of PID is asleep (state S), so a status request
+# that just ended has let the loop go back to epoll_wait (the count only
+# moves when a thread goes to sleep). Bounded: 30 s.
+settled() {
+	local st
+	for _ in $(seq 300); do
+		st=$(cat /proc/"$1"/task/*/stat 2>/dev/null | sed 's/^.*) //' | cut -d' ' -f1 | sort -u | tr -d '\n')
+		[ "$st" = S ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
 vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
 DONE="x['state'] in ('open', 'failed')"   # a finished open, with or without dm
 
@@ -92,6 +104,7 @@ check "wrapctl status --kernel: the kernel's view" bash -c "'$B/wrapctl' -c '$W/
 check "wrapctl accepts the agent's keys in the shared wrapd.conf" "$B/wrapctl" -c "$W/wrapd.conf" status --kernel
 
 # ---- idle: no wake-ups ------------------------------------------------------------------
+settled "$agent_pid" || bad "the agent did not settle"
 a=$(vcsw "$agent_pid"); sleep 10; b=$(vcsw "$agent_pid")
 check "idle: voluntary context switches did not grow over 10 s ($a -> $b)" test "$a" = "$b"
 

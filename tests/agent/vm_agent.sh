@@ -50,9 +50,22 @@ stop_agent() {
 table_set() { chmod 644 "$1"; mv -f "$1" "$W/volumes"; }
 ndecrypt() { $H count-decrypt | cut -d' ' -f1; }
 # voluntary context switches of every thread of PID, summed
+# settled PID: every thread of PID is asleep (state S), so a status request
+# that just ended has let the loop go back to epoll_wait (the count only
+# moves when a thread goes to sleep). Bounded: 30 s.
+settled() {
+	local st
+	for _ in $(seq 300); do
+		st=$(cat /proc/"$1"/task/*/stat 2>/dev/null | sed 's/^.*) //' | cut -d' ' -f1 | sort -u | tr -d '\n')
+		[ "$st" = S ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
 vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
 idle_check() { # WHAT: over 10 s of nothing to do, no thread of the agent wakes up
 	local a b
+	settled "$agent_pid" || bad "the agent did not settle"
 	a=$(vcsw "$agent_pid")
 	sleep 10
 	b=$(vcsw "$agent_pid")
