@@ -7,5 +7,5 @@ endif
 # distcheck installs as a user into a staging prefix: the unit and completion
 # directories (absolute, from pkg-config) must follow it there.
 AM_DISTCHECK_CONFIGURE_FLAGS = \
-	--with-systemdsystemunitdir='$$dc_install_base/$(systemdsystemunitdir)' \
-	--with-bashcompletiondir='$$dc_install_base/$(bashcompletiondir)'
+	--with-systemdsystemunitdir=$$dc_install_base/$(systemdsystemunitdir) \
+	--with-bashcompletiondir=$$dc_install_base/$(bashcompletiondir)
