@@ -25,7 +25,10 @@ man/wrapd-volumes.5: man/wrapd-volumes.5.scd
 TESTS += tests/pkg/host_man_lint.sh
 EXTRA_DIST += tests/pkg/host_man_lint.sh
 
-# Example configuration and volume table: documentation, never /etc.
+# Example configuration and volume table: documentation, never /etc. The
+# test checks them and wrapd.conf(5) against the keys the code declares.
+TESTS += tests/pkg/host_examples.sh
+EXTRA_DIST += tests/pkg/host_examples.sh
 exampledir = $(docdir)/examples
 dist_example_DATA = examples/wrapd.conf examples/volumes
 dist_doc_DATA = README.md
