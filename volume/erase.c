@@ -12,7 +12,9 @@
 #include <openssl/rand.h>
 #include <sys/ioctl.h>
 
-/* The volume's mappings, if any (by dm UUID and, for files, by loop). */
+/* Refuses while anything uses the volume: a mapping of it anywhere (by dm
+ * UUID), or any user of its data device or header file (blockdev/: mounts,
+ * holders, loop devices at any offset, exclusive openers). */
 static int check_not_open(const struct vdev *vd, struct werr *err)
 {
 	char prefix[80];
@@ -29,20 +31,10 @@ static int check_not_open(const struct vdev *vd, struct werr *err)
 		return r;
 	}
 	free(m);
-	if (S_ISREG(vd->st.st_mode)) {
-		_cleanup_free_ char *loop = NULL;
-		if (loop_find_any(vd->path, &loop, NULL) == 0)
-			return werr_set(err, -EBUSY,
-					"%s: attached to %s; close whatever uses it and 'losetup -d %s' first",
-					vd->path, loop, loop);
-	} else {
-		/* A block device someone holds exclusively (a mapping, a mount). */
-		_cleanup_close_ int x = open(vd->path, O_RDONLY | O_EXCL | O_CLOEXEC);
-		if (x < 0 && errno == EBUSY)
-			return werr_set(err, -EBUSY, "%s: in use (mounted or mapped); release it first",
-					vd->path);
-	}
-	return 0;
+	r = bdev_check_unused(&vd->dev, err);
+	if (r == 0 && vd->hdev.fd >= 0)
+		r = bdev_check_unused(&vd->hdev, err);
+	return r;
 }
 
 static void human(uint64_t b, char *buf, size_t n)
@@ -61,7 +53,9 @@ int volume_erase(const struct volume_ctx *ctx, const char *device, const char *h
 	int r;
 	memset(rep, 0, sizeof(*rep));
 
-	r = vdev_open(&vd, device, header, VDEV_WRITE | VDEV_LOCK_EX, err);
+	/* VDEV_EXCL: a block device stays ours until the end (no mount or
+	 * mapping can start on it meanwhile). */
+	r = vdev_open(&vd, device, header, VDEV_WRITE | VDEV_LOCK_EX | VDEV_EXCL, err);
 	if (r < 0)
 		goto out;
 	r = check_not_open(&vd, err);
@@ -117,16 +111,16 @@ int volume_erase(const struct volume_ctx *ctx, const char *device, const char *h
 	uint64_t size = 0, off = vd.hdr->data_offset;
 	if (header)
 		off = vd.hdr->data_offset; /* detached: offset into the data device */
-	if (fd_size(vd.fd, &size) < 0 || size <= off) {
+	if (fd_size(vd.dev.fd, &size) < 0 || size <= off) {
 		snprintf(rep->data_action, sizeof(rep->data_action), "no data area to discard");
 		goto out;
 	}
 	uint64_t len = size - off;
 	char hs[32];
 	human(len, hs, sizeof(hs));
-	if (S_ISBLK(vd.st.st_mode)) {
+	if (S_ISBLK(vd.dev.st.st_mode)) {
 		uint64_t range[2] = {off, len};
-		if (ioctl(vd.fd, BLKDISCARD, range) == 0)
+		if (ioctl(vd.dev.fd, BLKDISCARD, range) == 0)
 			snprintf(rep->data_action, sizeof(rep->data_action),
 				 "discarded %s of data (BLKDISCARD)", hs);
 		else
@@ -134,7 +128,7 @@ int volume_erase(const struct volume_ctx *ctx, const char *device, const char *h
 				 "data area left in place (%s: BLKDISCARD: %s); it is unreadable without the key",
 				 hs, strerror(errno));
 	} else {
-		if (fallocate(vd.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		if (fallocate(vd.dev.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
 			      (off_t)len) == 0)
 			snprintf(rep->data_action, sizeof(rep->data_action),
 				 "punched holes over %s of data (file size kept)", hs);
@@ -143,7 +137,7 @@ int volume_erase(const struct volume_ctx *ctx, const char *device, const char *h
 				 "data area left in place (%s: punch hole: %s); it is unreadable without the key",
 				 hs, strerror(errno));
 	}
-	(void)fsync(vd.fd);
+	(void)fsync(vd.dev.fd);
 out:
 	vdev_close(&vd);
 	return r;

@@ -5,6 +5,7 @@
  * failure path, before any mapping took a reference).
  */
 #include "volume/volume.h"
+#include "blockdev/blockdev.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,30 +13,6 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-
-int volume_devname(dev_t dev, char **out)
-{
-	char p[64];
-	snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/uevent", major(dev), minor(dev));
-	_cleanup_free_ char *buf = NULL;
-	int r = read_file(p, 65536, &buf, NULL);
-	if (r < 0)
-		return r;
-	for (char *l = buf; l && *l;) {
-		char *nl = strchr(l, '\n');
-		if (nl)
-			*nl = '\0';
-		if (!strncmp(l, "DEVNAME=", 8)) {
-			if (strchr(l + 8, '/') && strstr(l + 8, ".."))
-				return -EINVAL;
-			if (asprintf(out, "/dev/%s", l + 8) < 0)
-				return -ENOMEM;
-			return 0;
-		}
-		l = nl ? nl + 1 : NULL;
-	}
-	return -ENOENT;
-}
 
 int loop_backing(int loopfd, dev_t *dev, ino_t *ino, uint64_t *offset)
 {
@@ -50,6 +27,7 @@ int loop_backing(int loopfd, dev_t *dev, ino_t *ino, uint64_t *offset)
 	return 0;
 }
 
+/* The one loop scan lives in blockdev/. */
 static int find_loop(const char *path, bool any_offset, char **loopdev, struct werr *err)
 {
 	struct stat st;
@@ -57,28 +35,14 @@ static int find_loop(const char *path, bool any_offset, char **loopdev, struct w
 		return werr_set(err, -errno, "%s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		return -ENOENT;
-	_cleanup_(closedirp) DIR *d = opendir("/sys/block");
-	if (!d)
-		return -ENOENT;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, "loop", 4))
-			continue;
-		char p[300];
-		snprintf(p, sizeof(p), "/sys/block/%s/loop", de->d_name);
-		if (access(p, F_OK) < 0)
-			continue; /* not bound */
-		snprintf(p, sizeof(p), "/dev/%s", de->d_name);
-		_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		dev_t bdev;
-		ino_t ino;
-		uint64_t off;
-		if (loop_backing(fd, &bdev, &ino, &off) < 0)
-			continue;
-		if (bdev == st.st_dev && ino == st.st_ino && (any_offset || off == 0)) {
-			*loopdev = strdup(p);
+	struct bdev_loop l[32];
+	size_t n = 0;
+	int r = bdev_loops_backed_by(&st, l, ARRAY_SIZE(l), &n);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n && i < ARRAY_SIZE(l); i++) {
+		if (any_offset || l[i].offset == 0) {
+			*loopdev = strdup(l[i].dev);
 			return *loopdev ? 0 : -ENOMEM;
 		}
 	}
@@ -102,6 +66,12 @@ int loop_attach(const char *path, bool read_only, int *loop_fd, char **loopdev,
 	if (ffd < 0)
 		return werr_set(err, -errno, "%s: cannot open for the loop device: %s", path,
 				strerror(errno));
+	return loop_attach_fd(ffd, path, read_only, loop_fd, loopdev, err);
+}
+
+int loop_attach_fd(int ffd, const char *path, bool read_only, int *loop_fd, char **loopdev,
+		   struct werr *err)
+{
 	_cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 	if (ctl < 0)
 		return werr_set(err, -errno,
@@ -169,4 +139,9 @@ void loop_release(int *loop_fd, bool detach)
 		(void)ioctl(*loop_fd, LOOP_CLR_FD, 0);
 	close(*loop_fd);
 	*loop_fd = -1;
+}
+
+int volume_devname(dev_t dev, char **out)
+{
+	return bdev_devname(dev, out);
 }

@@ -54,8 +54,8 @@ static bool backing_is(const struct sysdm *m, const struct vdev *vd)
 	dev_t d;
 	if (!m->slaves[0] || kname_devt(m->slaves, &d) < 0)
 		return false;
-	if (S_ISBLK(vd->st.st_mode))
-		return d == vd->st.st_rdev;
+	if (S_ISBLK(vd->dev.st.st_mode))
+		return d == vd->dev.st.st_rdev;
 	/* A file: the slave must be a loop device on that file. */
 	char p[300];
 	snprintf(p, sizeof(p), "/dev/%s", m->slaves);
@@ -67,7 +67,7 @@ static bool backing_is(const struct sysdm *m, const struct vdev *vd)
 	uint64_t off;
 	if (loop_backing(fd, &bdev, &ino, &off) < 0)
 		return false;
-	return bdev == vd->st.st_dev && ino == vd->st.st_ino && off == 0;
+	return bdev == vd->dev.st.st_dev && ino == vd->dev.st.st_ino && off == 0;
 }
 
 /* Phase 1: header checks and idempotency. 1 = already open (done). */
@@ -182,8 +182,12 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 	_cleanup_free_ char *loopdev = NULL;
 	dev_t backing;
 	uint64_t size = 0;
-	if (S_ISREG(vd->st.st_mode)) {
-		r = loop_attach(vd->path, ro, &lfd, &loopdev, err);
+	if (S_ISREG(vd->dev.st.st_mode)) {
+		/* The file header was read from, not its path again. */
+		_cleanup_close_ int bfd = -1;
+		r = bdev_reopen(&vd->dev, ro ? O_RDONLY : O_RDWR, &bfd, err);
+		if (r == 0)
+			r = loop_attach_fd(bfd, vd->path, ro, &lfd, &loopdev, err);
 		if (r < 0)
 			return r;
 		struct stat lst;
@@ -192,8 +196,8 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 		backing = lst.st_rdev;
 		r = fd_size(lfd, &size);
 	} else {
-		backing = vd->st.st_rdev;
-		r = fd_size(vd->fd, &size);
+		backing = vd->dev.st.st_rdev;
+		r = fd_size(vd->dev.fd, &size);
 	}
 	if (r < 0)
 		return werr_set(err, r, "%s: cannot get its size", vd->path);

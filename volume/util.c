@@ -69,11 +69,8 @@ void vdev_close(struct vdev *vd)
 	if (vd->have_tok)
 		wrapd_token_free(&vd->tok);
 	vd->have_tok = false;
-	if (vd->hfd >= 0)
-		close(vd->hfd);
-	if (vd->fd >= 0)
-		close(vd->fd);
-	vd->fd = vd->hfd = -1;
+	bdev_close(&vd->hdev);
+	bdev_close(&vd->dev);
 	free(vd->spec);
 	free(vd->path);
 	free(vd->hdr_path);
@@ -84,7 +81,6 @@ int vdev_open(struct vdev *vd, const char *spec, const char *header, unsigned ho
 	      struct werr *err)
 {
 	int r;
-	int oflags = ((how & VDEV_WRITE) ? O_RDWR : O_RDONLY) | O_CLOEXEC;
 
 	vd->spec = strdup(spec);
 	if (!vd->spec)
@@ -99,25 +95,15 @@ int vdev_open(struct vdev *vd, const char *spec, const char *header, unsigned ho
 	if (!vd->hdr_path)
 		return -ENOMEM;
 
-	vd->fd = open(vd->path, oflags);
-	if (vd->fd < 0) {
-		int e = errno;
-		return werr_set(err, -e, "%s: cannot open: %s%s", vd->path, strerror(e),
-				e == EROFS || e == EACCES ? "; run as root, or check the device is writable" : "");
-	}
-	if (fstat(vd->fd, &vd->st) < 0)
-		return werr_set(err, -errno, "%s: cannot stat: %s", vd->path, strerror(errno));
-	if (!S_ISBLK(vd->st.st_mode) && !S_ISREG(vd->st.st_mode))
-		return werr_set(err, -EINVAL, "%s: neither a block device nor a regular file", vd->path);
+	unsigned bflags = ((how & VDEV_WRITE) ? BDEV_WRITE : 0) | ((how & VDEV_EXCL) ? BDEV_EXCL : 0);
+	r = bdev_open(&vd->dev, vd->path, bflags, err);
+	if (r < 0)
+		return r;
 	if (header) {
-		vd->hfd = open(header, oflags);
-		if (vd->hfd < 0)
-			return werr_set(err, -errno, "%s: cannot open the detached header: %s", header,
-					strerror(errno));
-		struct stat hst;
-		if (fstat(vd->hfd, &hst) < 0)
-			return -errno;
-		if (hst.st_dev == vd->st.st_dev && hst.st_ino == vd->st.st_ino)
+		r = bdev_open(&vd->hdev, header, bflags & BDEV_WRITE, err);
+		if (r < 0)
+			return werr_prefix(err, r, "the detached header");
+		if (bdev_same(&vd->hdev.st, &vd->dev.st))
 			return werr_set(err, -EINVAL, "%s: --header names the device itself; drop --header",
 					header);
 	}

@@ -78,18 +78,23 @@ const struct volume_entry *volume_table_find(const struct volume_table *t, const
  * old kernels) with autoclear. *loop_fd keeps it alive until released. */
 int loop_attach(const char *path, bool read_only, int *loop_fd, char **loopdev,
 		struct werr *err);
+/* The same on an fd already open on the file (O_RDWR unless read_only);
+ * path only names it in lo_file_name and messages. */
+int loop_attach_fd(int fd, const char *path, bool read_only, int *loop_fd, char **loopdev,
+		   struct werr *err);
 /* Closes our fd; with detach, LOOP_CLR_FD first so an unused loop goes away
  * now (a loop held by a mapping stays, and autoclears with it). */
 void loop_release(int *loop_fd, bool detach);
 static inline void loop_release_detach(int *loop_fd) { loop_release(loop_fd, true); }
 /* The first bound loop device backed by regular file `path` at offset 0;
- * -ENOENT when none. */
+ * -ENOENT when none. (Both are views of blockdev's one loop scan,
+ * bdev_loops_backed_by.) */
 int loop_find(const char *path, char **loopdev, struct werr *err);
 /* The same at any offset: for "is this file in use at all" (erase). */
 int loop_find_any(const char *path, char **loopdev, struct werr *err);
 /* Backing file identity of an open loop device. */
 int loop_backing(int loopfd, dev_t *dev, ino_t *ino, uint64_t *offset);
-/* "/dev/<DEVNAME>" of a block device number, from sysfs. */
+/* "/dev/<DEVNAME>" of a block device number, from sysfs (bdev_devname). */
 int volume_devname(dev_t dev, char **out);
 
 /* ---- orchestration --------------------------------------------------------- */
