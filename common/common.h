@@ -87,6 +87,18 @@ int read_full_at(int fd, void *buf, size_t n, off_t off) _must_check_;
 int write_full_at(int fd, const void *buf, size_t n, off_t off) _must_check_;
 /* Reads a whole (small, < max) file into a NUL-terminated malloc'ed buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *outlen) _must_check_;
+/* The same, from an open fd (read from its current offset). */
+int read_file_fd(int fd, size_t max, char **out, size_t *outlen) _must_check_;
+/*
+ * StrictModes (as sshd's) for files that decide where keys go: wrapd.conf,
+ * the Vault token and AppRole secret-id files, the volume table. The file must
+ * be owned by root (or by the effective uid, for a process not running as
+ * root) and not writable by group or others. -EPERM with one line naming the
+ * file and the fix ("chown root:root F && chmod go-w F"). Only the file
+ * itself is checked, not the directories above it.
+ */
+struct stat;
+int file_check_trusted(const struct stat *st, const char *path, struct werr *err) _must_check_;
 /* Writes a file atomically (temp + fsync + rename) with the given mode. */
 int write_file_atomic(const char *path, const void *data, size_t n, mode_t mode) _must_check_;
 /* Parses a decimal uint64 with no sign, spaces or trailing junk. */

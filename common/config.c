@@ -5,7 +5,9 @@
 #include "common/config.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/stat.h>
 
 int config_parse_bool(const char *s, bool *out)
 {
@@ -339,9 +341,20 @@ int config_load(const char *path, bool missing_ok, const struct config_section *
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
-	int rc = read_file(path, CONFIG_MAX_BYTES + 1, &buf, &len);
-	if (rc == -ENOENT && missing_ok)
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 && errno == ENOENT && missing_ok)
 		return 0;
+	if (fd < 0)
+		return werr_set(err, -errno, "%s: %s", path, strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return werr_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return werr_set(err, -EINVAL, "%s: not a regular file", path);
+	int rc = file_check_trusted(&st, path, err);
+	if (rc < 0)
+		return rc;
+	rc = read_file_fd(fd, CONFIG_MAX_BYTES + 1, &buf, &len);
 	if (rc == -EFBIG)
 		return werr_set(err, rc, "%s: larger than %d bytes", path, CONFIG_MAX_BYTES);
 	if (rc == -EINVAL)

@@ -50,6 +50,30 @@ int read_file(const char *path, size_t max, char **out, size_t *outlen)
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
+	return read_file_fd(fd, max, out, outlen);
+}
+
+int file_check_trusted(const struct stat *st, const char *path, struct werr *err)
+{
+	const char *why = NULL;
+	char owner[64];
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		snprintf(owner, sizeof(owner), "is owned by uid %u, not root", (unsigned)st->st_uid);
+		why = owner;
+	} else if (st->st_mode & S_IWOTH) {
+		why = "is world-writable";
+	} else if (st->st_mode & S_IWGRP) {
+		why = "is group-writable";
+	}
+	if (!why)
+		return 0;
+	return werr_set(err, -EPERM,
+			"%s: %s; wrapd trusts only files that root owns and only root can write: run 'chown root:root %s && chmod go-w %s'",
+			path, why, path, path);
+}
+
+int read_file_fd(int fd, size_t max, char **out, size_t *outlen)
+{
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return -errno;

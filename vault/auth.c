@@ -46,9 +46,11 @@ static int set_token(struct vault_client *vc, const uint8_t *s, size_t n)
 	return 0;
 }
 
-/* Reads a small secret file into locked memory, trimming surrounding space. */
-static int read_secret_file(const char *path, const char *what, struct secbuf *out,
-			    struct stat *st_out, struct werr *err)
+/* Reads a small secret file into locked memory, trimming surrounding space.
+ * strict: the file must pass file_check_trusted (the token and secret-id
+ * files; not the Kubernetes service-account token, which the kubelet owns). */
+static int read_secret_file(const char *path, const char *what, bool strict,
+			    struct secbuf *out, struct stat *st_out, struct werr *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
@@ -58,10 +60,13 @@ static int read_secret_file(const char *path, const char *what, struct secbuf *o
 		return werr_set(err, -errno, "vault: %s %s: %s", what, path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		return werr_set(err, -EINVAL, "vault: %s %s: not a regular file", what, path);
+	int rc = strict ? file_check_trusted(&st, path, err) : 0;
+	if (rc < 0)
+		return werr_prefix(err, rc, "vault: %s", what);
 	if (st.st_size >= VAULT_SECRET_FILE_MAX)
 		return werr_set(err, -EFBIG, "vault: %s %s: larger than %d bytes", what, path,
 				VAULT_SECRET_FILE_MAX);
-	int rc = secbuf_alloc(out, (size_t)st.st_size + 1);
+	rc = secbuf_alloc(out, (size_t)st.st_size + 1);
 	if (rc < 0)
 		return werr_set(err, rc, "vault: cannot lock memory for the %s", what);
 	size_t got = 0;
@@ -158,7 +163,7 @@ static int login(struct vault_client *vc, struct werr *err)
 	if (!safe_credential((const uint8_t *)name, strlen(name)))
 		return werr_set(err, -EINVAL, "vault: %s must be a single printable word",
 				vc->cfg.auth == VAULT_AUTH_KUBERNETES ? "vault_role" : "vault_role_id");
-	rc = read_secret_file(path, what, &cred, NULL, err);
+	rc = read_secret_file(path, what, vc->cfg.auth == VAULT_AUTH_APPROLE, &cred, NULL, err);
 	if (rc < 0)
 		return rc;
 	/* Built by hand in locked memory: jansson would copy the credential
@@ -216,7 +221,7 @@ static int load_static_token(struct vault_client *vc, struct werr *err)
 	    st.st_mtim.tv_sec == o->st_mtim.tv_sec && st.st_mtim.tv_nsec == o->st_mtim.tv_nsec)
 		return 0;
 	_cleanup_secbuf_ struct secbuf t = {0};
-	int rc = read_secret_file(vc->cfg.token_file, "token file", &t, &st, err);
+	int rc = read_secret_file(vc->cfg.token_file, "token file", true, &t, &st, err);
 	if (rc < 0)
 		return rc;
 	rc = set_token(vc, t.data, t.len);

@@ -227,8 +227,9 @@ int volume_table_load(const char *path, struct volume_table *out, struct werr *e
 		return werr_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		return werr_set(err, -EINVAL, "%s: not a regular file", path);
-	if (st.st_mode & S_IWOTH)
-		return werr_set(err, -EPERM, "%s: is world-writable; run 'chmod o-w %s'", path, path);
+	int r = file_check_trusted(&st, path, err);
+	if (r < 0)
+		return r;
 	if ((uint64_t)st.st_size > TABLE_MAX_BYTES)
 		return werr_set(err, -EFBIG, "%s: larger than %u bytes", path, TABLE_MAX_BYTES);
 	size_t cap = (size_t)st.st_size + 1, got = 0;

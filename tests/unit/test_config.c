@@ -304,6 +304,50 @@ static void load_missing_vs_unreadable(void **state)
 	rmdir(dir);
 }
 
+/* Item 7 of issue 10: a config another user can write is refused (StrictModes). */
+static void untrusted_files_refused(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/wrapd-config-unit-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[128], want[512];
+	snprintf(path, sizeof(path), "%s/wrapd.conf", dir);
+	snprintf(want, sizeof(want), "run 'chown root:root %s && chmod go-w %s'", path, path);
+	const char *text = "a_name = x\n";
+	assert_int_equal(write_file_atomic(path, text, strlen(text), 0644), 0);
+	struct two t;
+	struct werr err = {0};
+	two_init(&t);
+	assert_int_equal(config_load(path, false, t.secs, &err), 0);
+	two_free(&t);
+	static const struct { mode_t mode; const char *why; } bad[] = {
+		{0664, "is group-writable"}, {0620, "is group-writable"},
+		{0646, "is world-writable"}, {0666, "is world-writable"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		assert_int_equal(chmod(path, bad[i].mode), 0);
+		two_init(&t);
+		/* Refused even where a missing file would be fine. */
+		assert_int_equal(config_load(path, true, t.secs, &err), -EPERM);
+		assert_null(t.a.name);
+		if (strncmp(err.msg, path, strlen(path)) || !strstr(err.msg, bad[i].why) ||
+		    !strstr(err.msg, want))
+			fail_msg("mode %o: '%s'", (unsigned)bad[i].mode, err.msg);
+		assert_null(strchr(err.msg, '\n'));
+	}
+	assert_int_equal(chmod(path, 0600), 0);
+	if (geteuid() == 0) {
+		/* Owned by another user, even read-only: refused. */
+		assert_int_equal(chown(path, 65534, 65534), 0);
+		two_init(&t);
+		assert_int_equal(config_load(path, false, t.secs, &err), -EPERM);
+		assert_non_null(strstr(err.msg, "is owned by uid 65534, not root"));
+		assert_non_null(strstr(err.msg, want));
+	}
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +357,7 @@ int main(void)
 		cmocka_unit_test(check_only_section),
 		cmocka_unit_test(env_set_copy),
 		cmocka_unit_test(load_missing_vs_unreadable),
+		cmocka_unit_test(untrusted_files_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -529,6 +529,63 @@ static void relogin_approle_after_expiry(void **state)
 	json_decref(sid);
 }
 
+/* Issue 10 item 7: token and secret-id files that others can write (or own)
+ * are refused before anything is sent, with the fix in the message. */
+static void untrusted_secret_files_refused(void **state)
+{
+	(void)state;
+	reset_double(D1);
+	char tokfile[512], want[1200];
+	snprintf(tokfile, sizeof(tokfile), "%s/untrusted-token", TMP);
+	write_secret(tokfile, ROOT);
+	assert_int_equal(chmod(tokfile, 0660), 0);
+	struct vault_config cfg;
+	struct werr err = {0};
+	cfg_for(&cfg, D1);
+	free(cfg.token);
+	cfg.token = NULL;
+	assert_int_equal(vault_config_set(&cfg, "vault_token_file", tokfile, &err), 0);
+	struct fake_time ft = {0};
+	struct vault_client *vc = client_for(&cfg, &ft, &quiet);
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+	struct vault_key_info ki;
+	assert_int_equal(vault_key_info(vc, &ki, &err), -EPERM);
+	snprintf(want, sizeof(want), "vault: token file: %s: is group-writable; ", tokfile);
+	if (strncmp(err.msg, want, strlen(want)))
+		fail_msg("'%s'", err.msg);
+	snprintf(want, sizeof(want), "run 'chown root:root %s && chmod go-w %s'", tokfile, tokfile);
+	assert_non_null(strstr(err.msg, want));
+	_cleanup_free_ char *none = log_seq(D1, NULL);
+	assert_string_equal(none, "");
+	/* Fixed as the message says: accepted. */
+	assert_int_equal(chmod(tokfile, 0600), 0);
+	assert_int_equal(vault_key_info(vc, &ki, &err), 0);
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+
+	if (geteuid() != 0)
+		return; /* the owner check needs chown */
+	char sidfile[512];
+	snprintf(sidfile, sizeof(sidfile), "%s/untrusted-secret-id", TMP);
+	write_secret(sidfile, "00000000-0000-0000-0000-000000000000");
+	assert_int_equal(chown(sidfile, 65534, 65534), 0);
+	cfg_for(&cfg, D1);
+	free(cfg.token);
+	cfg.token = NULL;
+	assert_int_equal(vault_config_set(&cfg, "vault_auth", "approle", &err), 0);
+	assert_int_equal(vault_config_set(&cfg, "vault_role_id", "some-role", &err), 0);
+	assert_int_equal(vault_config_set(&cfg, "vault_secret_id_file", sidfile, &err), 0);
+	vc = client_for(&cfg, &ft, &quiet);
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+	assert_int_equal(vault_key_info(vc, &ki, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "AppRole secret_id file"));
+	assert_non_null(strstr(err.msg, "is owned by uid 65534, not root"));
+	_cleanup_free_ char *none2 = log_seq(D1, NULL);
+	assert_string_equal(none2, "");
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+}
+
 static void relogin_kubernetes_after_expiry(void **state)
 {
 	(void)state;
@@ -1006,6 +1063,7 @@ int main(void)
 		cmocka_unit_test(gives_up_with_vaults_text),
 		cmocka_unit_test(relogin_approle_after_expiry),
 		cmocka_unit_test(relogin_kubernetes_after_expiry),
+		cmocka_unit_test(untrusted_secret_files_refused),
 		cmocka_unit_test(renewal_before_expiry_and_token_file),
 		cmocka_unit_test(steady_state_and_timer_upkeep),
 		cmocka_unit_test(batch_decrypt_names_the_bad_item),

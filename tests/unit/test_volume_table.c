@@ -119,6 +119,18 @@ static void load_file(void **state)
 	assert_int_equal(chmod(path, 0666), 0);
 	assert_int_equal(volume_table_load(path, &t, &e), -EPERM);
 	assert_non_null(strstr(e.msg, "world-writable"));
+	/* Group-writable, or owned by someone else: refused as well (issue 10 item 7). */
+	assert_int_equal(chmod(path, 0664), 0);
+	assert_int_equal(volume_table_load(path, &t, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "group-writable"));
+	assert_non_null(strstr(e.msg, "chmod go-w"));
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(path, 0644), 0);
+		assert_int_equal(chown(path, 65534, 0), 0);
+		assert_int_equal(volume_table_load(path, &t, &e), -EPERM);
+		assert_non_null(strstr(e.msg, "owned by uid 65534"));
+		assert_non_null(strstr(e.msg, "chown root:root"));
+	}
 	unlink(link);
 	unlink(path);
 	assert_true(volume_table_load(path, &t, &e) == -ENOENT);

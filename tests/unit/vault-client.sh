@@ -143,6 +143,12 @@ check "close --all reads volume_table" "$T/st7.out" "$T/vt"
 printf 'volume_table = rel/tab\n' >"$T/bad2.conf"
 "$wrapctl" --config "$T/bad2.conf" close --all >"$T/st8.out" 2>&1
 check "volume_table is checked" "$T/st8.out" "bad2.conf:1: volume_table: 'rel/tab' is not an absolute path"
+# A config that others can write is refused, with the fix (issue 10 item 7).
+chmod g+w "$T/wrapd.conf"
+VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st9.out" 2>&1
+[ $? -ne 0 ] || { echo "vault-client.sh: FAIL: a group-writable config was accepted" >&2; rc=1; }
+check "group-writable config refused" "$T/st9.out" "wrapd.conf: is group-writable; .*run 'chown root:root $T/wrapd.conf && chmod go-w $T/wrapd.conf'"
+chmod go-w "$T/wrapd.conf"
 # The wrong CA: a clear TLS error, not a hang or a retry loop.
 VAULT_CACERT=$VT_OTHER_CA VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st5.out" 2>&1
 [ $? -ne 0 ] || { echo "vault-client.sh: FAIL: wrong CA accepted" >&2; rc=1; }
