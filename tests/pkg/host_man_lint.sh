@@ -4,7 +4,7 @@
 # nothing (what lintian checks), lexgrog finds the NAME line, and man -l
 # renders a page whose NAME and SYNOPSIS/DESCRIPTION are there. wrapctl(8)
 # must name every command that `wrapctl --help` lists and every option that
-# each command's --help lists.
+# each command's --help lists; wrapd(8) every option of `wrapd --help`.
 set -u
 build=${WRAPD_BUILDDIR:-.}
 src=${WRAPD_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -53,6 +53,16 @@ if [ -x "$w" ]; then
 	done
 else
 	bad "wrapctl not built: $w"
+fi
+# wrapd(8) documents every option of wrapd --help.
+d=$build/wrapd
+if [ -x "$d" ]; then
+	txt=$(MANWIDTH=200 man -l "$(page wrapd.8)" 2>/dev/null | col -b | awk '/^[A-Z]/ {o = ($0 == "OPTIONS")} o')
+	for o in $("$d" --help | grep -oE -- '(^|[ ,])--?[a-zA-Z][a-z-]*' | tr -d ' ,' | sort -u); do
+		if printf '%s\n' "$txt" | grep -qE -- "(^|[ ,])$o([ ,]|\$)"; then ok "wrapd.8: option $o"; else bad "wrapd.8: option $o undocumented in OPTIONS"; fi
+	done
+else
+	bad "wrapd not built: $d"
 fi
 echo "$n checks"
 exit $fail
