@@ -24,6 +24,7 @@
 
 #include <jansson.h>
 
+#include "blockdev/blockdev.h"
 #include "common/common.h"
 
 /* ---- on-disk constants ------------------------------------------------ */
@@ -293,6 +294,44 @@ int luks2_conversion_set(struct luks2_hdr *hdr, const json_t *state, struct werr
  */
 int luks2_dev_open(const char *path, bool write, bool excl, int *fd, uint64_t *size,
 		   struct werr *err);
+
+/* ---- a device opened for one header operation ---------------------------- */
+
+/*
+ * The one "open + lock + read header" of wrapd (volume's vdev_open, the
+ * engine and the CLI all go through it). The data device, and a detached
+ * header file, are each opened once through blockdev/ (any further fd, such
+ * as the engine's O_DIRECT one, is derived with bdev_reopen and checked to be
+ * the same device); then the cryptsetup-compatible lock on the header; then,
+ * with LUKS2_DEV_READ, the header. Close with luks2_device_close, also after
+ * a failure.
+ */
+struct luks2_device {
+	struct bdev dev;            /* the data device (dev.size its size) */
+	struct bdev hdev;           /* the detached header file; hdev.fd == -1 when attached */
+	const char *hdr_path;       /* where the header is: hdev.path or dev.path */
+	struct luks2_lock lock;
+	struct luks2_hdr *hdr;      /* with LUKS2_DEV_READ */
+};
+#define LUKS2_DEVICE_INIT {.dev = BDEV_INIT, .hdev = BDEV_INIT, .lock = LUKS2_LOCK_INIT}
+enum {
+	LUKS2_DEV_WRITE = 1u << 0,    /* O_RDWR, else O_RDONLY */
+	LUKS2_DEV_EXCL = 1u << 1,     /* a block device stays O_EXCL until close */
+	LUKS2_DEV_LOCK_EX = 1u << 2,  /* exclusive header lock, else shared */
+	LUKS2_DEV_LOCK_TRY = 1u << 3, /* go on without the lock when it cannot be taken (lock.fd == -1) */
+	LUKS2_DEV_UNUSED = 1u << 4,   /* refuse a device or header file anything uses */
+	LUKS2_DEV_READ = 1u << 5,     /* read the header (-ENODEV: "no LUKS2 header here") */
+};
+int luks2_device_open(struct luks2_device *d, const char *path, const char *header, unsigned how,
+		      struct werr *err);
+void luks2_device_close(struct luks2_device *d);
+static inline void luks2_device_closep(struct luks2_device *d) { luks2_device_close(d); }
+#define _cleanup_luks2_device_ _cleanup_(luks2_device_closep)
+/* The fd the header is on (the header file's, else the device's). */
+static inline int luks2_device_hfd(const struct luks2_device *d)
+{
+	return d->hdev.fd >= 0 ? d->hdev.fd : d->dev.fd;
+}
 
 /* Random v4 UUID, canonical lowercase, 36 characters + NUL. */
 int luks2_uuid_generate(char out[37]);

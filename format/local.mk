@@ -41,3 +41,11 @@ tests_kernel_test_format_SOURCES = tests/kernel/test_format.c
 tests_kernel_test_format_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
 	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
 EXTRA_DIST += tests/kernel/test_format.sh
+
+# luks2_device_open: the one open + lock + read header (on blockdev/).
+libwrapd_a_SOURCES += format/devopen.c
+check_PROGRAMS += tests/unit/test_format_device
+TESTS += tests/unit/test_format_device
+tests_unit_test_format_device_SOURCES = tests/unit/test_format_device.c
+tests_unit_test_format_device_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_format_device_LDADD = $(UNIT_LIBS)

@@ -3,37 +3,33 @@
 #define WRAPD_VOLUME_INTERNAL_H
 
 #include "volume/volume.h"
-#include "blockdev/blockdev.h"
 #include "format/format.h"
 #include "vault/vault.h"
 
 #include <sys/stat.h>
 
-/* A device (or detached header file) opened for its header: the one open of
- * the operation (every other fd on it is derived with bdev_reopen). */
+/* A volume's device (and detached header file) opened for its header: the
+ * one open of the operation (format/'s luks2_device; every other fd on it is
+ * derived with bdev_reopen), locked, the header read, the token parsed. */
 struct vdev {
 	char *spec;               /* as given (path or UUID=) */
 	char *path;               /* resolved data device path */
-	char *hdr_path;           /* the header's path (== path unless detached) */
-	struct bdev dev;          /* data device (O_RDONLY or O_RDWR); dev.st its identity */
-	struct bdev hdev;         /* detached header file; hdev.fd == -1 when attached */
-	struct luks2_lock lock;
-	struct luks2_hdr *hdr;
+	struct luks2_device d;    /* d.dev, d.hdev, d.hdr_path, d.lock, d.hdr */
 	struct wrapd_token tok;
 	bool have_tok;
 };
-#define VDEV_INIT {.dev = BDEV_INIT, .hdev = BDEV_INIT, .lock = LUKS2_LOCK_INIT}
+#define VDEV_INIT {.d = LUKS2_DEVICE_INIT}
 
 enum {
 	VDEV_WRITE = 1u << 0,     /* open read-write */
 	VDEV_LOCK_EX = 1u << 1,   /* exclusive header lock (else shared) */
 	VDEV_NEED_TOKEN = 1u << 2,/* fail without a wrapd-vault token */
-	VDEV_EXCL = 1u << 3,      /* block device: O_EXCL until vdev_close (refuses one in use) */
+	VDEV_EXCL = 1u << 3,      /* block device: O_EXCL until vdev_close */
+	VDEV_UNUSED = 1u << 4,    /* refuse a device or header file anything uses */
 };
 int vdev_open(struct vdev *vd, const char *spec, const char *header, unsigned how,
 	      struct werr *err);
 void vdev_close(struct vdev *vd);
-static inline int vdev_hfd(const struct vdev *vd) { return vd->hdev.fd >= 0 ? vd->hdev.fd : vd->dev.fd; }
 
 /* dm UUID prefix of a volume: "CRYPT-LUKS2-<uuid without dashes>-". */
 void volume_dm_uuid_prefix(const char *luks_uuid, char *out, size_t n);

@@ -54,8 +54,8 @@ static bool backing_is(const struct sysdm *m, const struct vdev *vd)
 	dev_t d;
 	if (!m->slaves[0] || kname_devt(m->slaves, &d) < 0)
 		return false;
-	if (S_ISBLK(vd->dev.st.st_mode))
-		return d == vd->dev.st.st_rdev;
+	if (S_ISBLK(vd->d.dev.st.st_mode))
+		return d == vd->d.dev.st.st_rdev;
 	/* A file: the slave must be a loop device on that file. */
 	char p[300];
 	snprintf(p, sizeof(p), "/dev/%s", m->slaves);
@@ -67,7 +67,7 @@ static bool backing_is(const struct sysdm *m, const struct vdev *vd)
 	uint64_t off;
 	if (loop_backing(fd, &bdev, &ino, &off) < 0)
 		return false;
-	return bdev == vd->dev.st.st_dev && ino == vd->dev.st.st_ino && off == 0;
+	return bdev == vd->d.dev.st.st_dev && ino == vd->d.dev.st.st_ino && off == 0;
 }
 
 /* Phase 1: header checks and idempotency. 1 = already open (done). */
@@ -84,15 +84,15 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 	if (r < 0)
 		return r;
 	struct vdev *vd = &o->vd;
-	r = luks2_check_activatable(vd->hdr, vd->hdr_path, err);
+	r = luks2_check_activatable(vd->d.hdr, vd->d.hdr_path, err);
 	if (r < 0)
 		return r;
 
 	/* Idempotency, from sysfs (works on kernels without dm too). */
 	char want_uuid[DMCRYPT_UUID_MAX + 1], prefix[80];
-	r = dmcrypt_dm_uuid(vd->hdr->uuid, req->name, want_uuid, sizeof(want_uuid));
+	r = dmcrypt_dm_uuid(vd->d.hdr->uuid, req->name, want_uuid, sizeof(want_uuid));
 	if (r < 0)
-		return werr_set(err, r, "%s: cannot build a dm UUID for name '%s'", vd->hdr_path,
+		return werr_set(err, r, "%s: cannot build a dm UUID for name '%s'", vd->d.hdr_path,
 				req->name);
 	struct sysdm m;
 	if (sysdm_by_name(req->name, &m) == 0) {
@@ -104,12 +104,12 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 				"%s: the name '%s' is already used by another mapping (dm UUID '%s'); pick another name or close it",
 				vd->path, req->name, m.uuid);
 	}
-	volume_dm_uuid_prefix(vd->hdr->uuid, prefix, sizeof(prefix));
+	volume_dm_uuid_prefix(vd->d.hdr->uuid, prefix, sizeof(prefix));
 	struct sysdm *same = NULL;
 	size_t nsame = 0;
 	if (sysdm_list(prefix, &same, &nsame) == 0 && nsame) {
 		r = werr_set(err, -EBUSY, "%s: volume %s is already open as '%s'; close it first",
-			     vd->path, vd->hdr->uuid, same[0].name);
+			     vd->path, vd->d.hdr->uuid, same[0].name);
 		free(same);
 		return r;
 	}
@@ -117,13 +117,13 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 
 	/* The token must be bound to this volume before we ask Vault. */
 	_cleanup_free_ char *ctxb64 = NULL;
-	r = vault_context_for_uuid(vd->hdr->uuid, &ctxb64);
+	r = vault_context_for_uuid(vd->d.hdr->uuid, &ctxb64);
 	if (r < 0)
-		return werr_set(err, r, "%s: cannot derive the Vault context", vd->hdr_path);
+		return werr_set(err, r, "%s: cannot derive the Vault context", vd->d.hdr_path);
 	if (strcmp(ctxb64, vd->tok.context))
 		return werr_set(err, -EPERM,
 				"%s: the wrapd-vault token is bound to another volume (its context is not this header's UUID %s); refusing",
-				vd->hdr_path, vd->hdr->uuid);
+				vd->d.hdr_path, vd->d.hdr->uuid);
 	return vgroups_get(ctx, gs, &vd->tok, &o->grp, err);
 }
 
@@ -160,18 +160,18 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 	bool ro = req->flags & VOLUME_READ_ONLY;
 	int r;
 
-	r = luks2_vk_verify(vd->hdr, &o->vk, err);
+	r = luks2_vk_verify(vd->d.hdr, &o->vk, err);
 	if (r < 0) {
 		if (r == -EPERM)
 			return werr_set(err, -EPERM,
 					"%s: the key Vault unwrapped does not match the header's digest (the token belongs to another volume, or the header was altered); refusing",
-					vd->hdr_path);
+					vd->d.hdr_path);
 		return r;
 	}
 
 	struct luks2_segment *segs = NULL;
 	size_t ns = 0;
-	r = luks2_segments_get(vd->hdr, &segs, &ns, err);
+	r = luks2_segments_get(vd->d.hdr, &segs, &ns, err);
 	if (r < 0)
 		return r;
 	uint64_t iv_tweak = ns ? segs[0].iv_tweak : 0;
@@ -182,10 +182,10 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 	_cleanup_free_ char *loopdev = NULL;
 	dev_t backing;
 	uint64_t size = 0;
-	if (S_ISREG(vd->dev.st.st_mode)) {
+	if (S_ISREG(vd->d.dev.st.st_mode)) {
 		/* The file header was read from, not its path again. */
 		_cleanup_close_ int bfd = -1;
-		r = bdev_reopen(&vd->dev, ro ? O_RDONLY : O_RDWR, &bfd, err);
+		r = bdev_reopen(&vd->d.dev, ro ? O_RDONLY : O_RDWR, &bfd, err);
 		if (r == 0)
 			r = loop_attach_fd(bfd, vd->path, ro, &lfd, &loopdev, err);
 		if (r < 0)
@@ -196,25 +196,25 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 		backing = lst.st_rdev;
 		r = fd_size(lfd, &size);
 	} else {
-		backing = vd->dev.st.st_rdev;
-		r = fd_size(vd->dev.fd, &size);
+		backing = vd->d.dev.st.st_rdev;
+		r = fd_size(vd->d.dev.fd, &size);
 	}
 	if (r < 0)
 		return werr_set(err, r, "%s: cannot get its size", vd->path);
-	uint64_t off = vd->hdr->data_offset;
+	uint64_t off = vd->d.hdr->data_offset;
 	uint64_t len;
-	if (vd->hdr->data_dynamic) {
+	if (vd->d.hdr->data_dynamic) {
 		if (size <= off)
 			return werr_set(err, -EINVAL, "%s: device (%llu bytes) ends before the data offset (%llu)",
 					vd->path, (unsigned long long)size, (unsigned long long)off);
 		len = size - off;
 	} else {
-		len = vd->hdr->data_size;
+		len = vd->d.hdr->data_size;
 		if (size < off + len)
 			return werr_set(err, -EINVAL, "%s: device is shorter than its data segment; was it truncated?",
 					vd->path);
 	}
-	uint32_t ss = vd->hdr->sector_size ? vd->hdr->sector_size : 512;
+	uint32_t ss = vd->d.hdr->sector_size ? vd->d.hdr->sector_size : 512;
 	len -= len % ss;
 	if (!len)
 		return werr_set(err, -EINVAL, "%s: no room for data after the header", vd->path);
@@ -222,7 +222,7 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 	unsigned kmaj = 0, kmin = 0;
 	(void)dmcrypt_kernel_version(&kmaj, &kmin);
 	unsigned perf = dmcrypt_perf_flags_for(kmaj, kmin);
-	unsigned flags = header_flags(vd->hdr);
+	unsigned flags = header_flags(vd->d.hdr);
 	if (req->flags & VOLUME_ALLOW_DISCARDS)
 		flags |= DMCRYPT_ALLOW_DISCARDS;
 	if (req->flags & VOLUME_WORKQUEUE) {
@@ -237,11 +237,11 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 		flags &= ~(unsigned)(DMCRYPT_NO_READ_WORKQUEUE | DMCRYPT_NO_WRITE_WORKQUEUE);
 
 	char desc[KEYRING_DESC_MAX];
-	r = keyring_desc_for(vd->hdr->uuid, desc);
+	r = keyring_desc_for(vd->d.hdr->uuid, desc);
 	if (r < 0)
-		return werr_set(err, r, "%s: UUID unusable as a key description", vd->hdr_path);
+		return werr_set(err, r, "%s: UUID unusable as a key description", vd->d.hdr_path);
 	struct dmcrypt_table t = {
-		.cipher = vd->hdr->cipher,
+		.cipher = vd->d.hdr->cipher,
 		.key_desc = desc,
 		.key_size = (unsigned)o->vk.len,
 		.iv_offset = iv_tweak,
@@ -254,11 +254,11 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 
 	/* Key in (thread keyring), table in, key out: all on this thread. */
 	_cleanup_keyring_key_ struct keyring_key key = KEYRING_KEY_NONE;
-	r = keyring_add_volume_key(vd->hdr->uuid, &o->vk, &key, err);
+	r = keyring_add_volume_key(vd->d.hdr->uuid, &o->vk, &key, err);
 	secbuf_free(&o->vk); /* the kernel has it now; wipe ours at once */
 	if (r < 0)
 		return r;
-	r = dmcrypt_create(dctx, req->name, vd->hdr->uuid, &t, ro, err);
+	r = dmcrypt_create(dctx, req->name, vd->d.hdr->uuid, &t, ro, err);
 	int kr = keyring_remove(&key);
 	if (r < 0) {
 		if (!volume_dm_present())
@@ -358,7 +358,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 			if (ir < 0) {
 				struct werr e2;
 				werr_set(&e2, ir, "%s: Vault could not unwrap the volume key: %s",
-					 os[i].vd.hdr_path, br < 0 ? werr_str(&e, br) : items[k].msg);
+					 os[i].vd.d.hdr_path, br < 0 ? werr_str(&e, br) : items[k].msg);
 				req_fail(&reqs[i], ir, &e2);
 				reqs[i].vault_error = true;
 				os[i].ready = false;

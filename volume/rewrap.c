@@ -43,7 +43,7 @@ int volume_rewrap(const struct volume_ctx *ctx, const char *const *devices,
 		int rr = vdev_open(&vds[i], devices[i], headers ? headers[i] : NULL,
 				   VDEV_WRITE | VDEV_LOCK_EX | VDEV_NEED_TOKEN, &e);
 		if (rr == 0)
-			rr = luks2_check_writable(vds[i].hdr, vds[i].hdr_path, &e);
+			rr = luks2_check_writable(vds[i].d.hdr, vds[i].d.hdr_path, &e);
 		if (rr == 0)
 			rr = vgroups_get(ctx, &gs, &vds[i].tok, &grp[i], &e);
 		if (rr < 0) {
@@ -85,7 +85,7 @@ int volume_rewrap(const struct volume_ctx *ctx, const char *const *devices,
 			werr_clear(&e2);
 			int ir = rr < 0 ? rr : items[k].rc;
 			if (ir < 0) {
-				werr_set(&e2, ir, "%s: Vault rewrap failed: %s", vds[i].hdr_path,
+				werr_set(&e2, ir, "%s: Vault rewrap failed: %s", vds[i].d.hdr_path,
 					 rr < 0 ? werr_str(&e, rr) : items[k].msg);
 				res_set(&res[i], ir, e2.msg);
 				continue;
@@ -94,9 +94,9 @@ int volume_rewrap(const struct volume_ctx *ctx, const char *const *devices,
 			struct wrapd_token t = vds[i].tok;
 			t.ciphertext = items[k].new_ciphertext;
 			t.key_version = items[k].key_version;
-			ir = wrapd_token_set(vds[i].hdr, &t, &e2);
+			ir = wrapd_token_set(vds[i].d.hdr, &t, &e2);
 			if (ir == 0)
-				ir = luks2_hdr_write(vdev_hfd(&vds[i]), vds[i].hdr, vds[i].hdr_path, &e2);
+				ir = luks2_hdr_write(luks2_device_hfd(&vds[i].d), vds[i].d.hdr, vds[i].d.hdr_path, &e2);
 			if (ir < 0) {
 				res_set(&res[i], ir, werr_str(&e2, ir));
 				continue;

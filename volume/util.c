@@ -63,75 +63,47 @@ void volume_dm_uuid_prefix(const char *luks_uuid, char *out, size_t n)
 
 void vdev_close(struct vdev *vd)
 {
-	luks2_unlock(&vd->lock);
-	luks2_hdr_free(vd->hdr);
-	vd->hdr = NULL;
+	luks2_device_close(&vd->d);
 	if (vd->have_tok)
 		wrapd_token_free(&vd->tok);
 	vd->have_tok = false;
-	bdev_close(&vd->hdev);
-	bdev_close(&vd->dev);
 	free(vd->spec);
 	free(vd->path);
-	free(vd->hdr_path);
-	vd->spec = vd->path = vd->hdr_path = NULL;
+	vd->spec = vd->path = NULL;
 }
 
 int vdev_open(struct vdev *vd, const char *spec, const char *header, unsigned how,
 	      struct werr *err)
 {
-	int r;
-
 	vd->spec = strdup(spec);
 	if (!vd->spec)
 		return -ENOMEM;
-	r = volume_resolve_device(spec, &vd->path, err);
+	int r = volume_resolve_device(spec, &vd->path, err);
 	if (r < 0)
 		return r;
 	if (header && !strncmp(spec, "UUID=", 5))
 		return werr_set(err, -EINVAL,
 				"%s: UUID= cannot name the data device of a detached header; give its path", spec);
-	vd->hdr_path = strdup(header ? header : vd->path);
-	if (!vd->hdr_path)
-		return -ENOMEM;
-
-	unsigned bflags = ((how & VDEV_WRITE) ? BDEV_WRITE : 0) | ((how & VDEV_EXCL) ? BDEV_EXCL : 0);
-	r = bdev_open(&vd->dev, vd->path, bflags, err);
+	unsigned dh = LUKS2_DEV_READ | ((how & VDEV_WRITE) ? LUKS2_DEV_WRITE : 0) |
+		      ((how & VDEV_LOCK_EX) ? LUKS2_DEV_LOCK_EX : 0) |
+		      ((how & VDEV_EXCL) ? LUKS2_DEV_EXCL : 0) | ((how & VDEV_UNUSED) ? LUKS2_DEV_UNUSED : 0);
+	r = luks2_device_open(&vd->d, vd->path, header, dh, err);
 	if (r < 0)
 		return r;
-	if (header) {
-		r = bdev_open(&vd->hdev, header, bflags & BDEV_WRITE, err);
-		if (r < 0)
-			return werr_prefix(err, r, "the detached header");
-		if (bdev_same(&vd->hdev.st, &vd->dev.st))
-			return werr_set(err, -EINVAL, "%s: --header names the device itself; drop --header",
-					header);
-	}
-
-	r = luks2_lock(vdev_hfd(vd), vd->hdr_path, (how & VDEV_LOCK_EX) != 0, &vd->lock, err);
-	if (r < 0)
-		return r;
-	r = luks2_hdr_read(vdev_hfd(vd), vd->hdr_path, &vd->hdr, NULL, err);
-	if (r < 0) {
-		if (r == -ENODEV)
-			return werr_set(err, r, "%s: no LUKS2 header here; run 'wrapctl format %s' first (or pass --header FILE)",
-					vd->hdr_path, vd->hdr_path);
-		return r;
-	}
-	if (!strncmp(spec, "UUID=", 5) && strcasecmp(spec + 5, vd->hdr->uuid))
+	if (!strncmp(spec, "UUID=", 5) && strcasecmp(spec + 5, vd->d.hdr->uuid))
 		return werr_set(err, -ESTALE, "%s: %s now carries UUID %s; the blkid cache is stale",
-				spec, vd->path, vd->hdr->uuid);
+				spec, vd->path, vd->d.hdr->uuid);
 
-	r = wrapd_token_get(vd->hdr, &vd->tok, NULL, err);
+	r = wrapd_token_get(vd->d.hdr, &vd->tok, NULL, err);
 	if (r == 0) {
 		vd->have_tok = true;
 	} else if (r == -ENOENT) {
 		if (how & VDEV_NEED_TOKEN)
 			return werr_set(err, -ENOKEY,
 					"%s: no wrapd-vault token: not a wrapd volume, or it was crypto-erased; see 'wrapctl inspect %s'",
-					vd->hdr_path, vd->hdr_path);
+					vd->d.hdr_path, vd->d.hdr_path);
 	} else {
-		return werr_prefix(err, r, "%s", vd->hdr_path);
+		return werr_prefix(err, r, "%s", vd->d.hdr_path);
 	}
 	return 0;
 }
