@@ -102,6 +102,7 @@ struct job {
 	int vault_rc;              /* 0 reachable, else the last Vault error */
 	char vault_msg[WERR_MSG_MAX];
 	long long token_ttl;       /* seconds, 0 = never expires, -1 unknown */
+	long long next_upkeep_ms;  /* JOB_UPKEEP: when the next is due, -1 = never */
 	unsigned decrypts;         /* Vault decrypt requests this job made (0 or 1 per key) */
 	uint64_t duration_ms;
 	struct job *next;

@@ -333,15 +333,15 @@ static void schedule_retry(struct agent *a)
 	     (unsigned long long)d);
 }
 
-static void schedule_upkeep(struct agent *a, bool failed)
+/* After an upkeep: when the Vault client says the next is due (renewal at
+ * 2/3 of the TTL; never for a token without one), or on the back-off. */
+static void schedule_upkeep(struct agent *a, bool failed, long long next_ms)
 {
 	a->upkeep_failed = failed;
-	if (failed) {
+	if (failed)
 		a->upkeep_at_ms = agent_now_ms() + backoff_ms(a, a->retry_n);
-		return;
-	}
-	/* Renew at 2/3 of the TTL; a token that never expires needs no timer. */
-	a->upkeep_at_ms = a->token_ttl > 0 ? agent_now_ms() + (uint64_t)a->token_ttl * 1000 * 2 / 3 : 0;
+	else
+		a->upkeep_at_ms = next_ms >= 0 ? agent_now_ms() + (uint64_t)next_ms : 0;
 }
 
 uint64_t agent_next_deadline(const struct agent *a)
@@ -554,11 +554,11 @@ static void upkeep_done(struct agent *a, struct job *j)
 	a->upkeep_busy = false;
 	if (j->vault_rc < 0) {
 		vault_down(a, j->vault_msg);
-		schedule_upkeep(a, true);
+		schedule_upkeep(a, true, -1);
 		return;
 	}
 	a->token_ttl = j->token_ttl;
-	schedule_upkeep(a, false);
+	schedule_upkeep(a, false, j->next_upkeep_ms);
 	vault_up(a);
 }
 

@@ -221,13 +221,20 @@ static void run_upkeep(struct worker *w, struct job *j)
 {
 	struct werr e;
 	werr_clear(&e);
+	j->next_upkeep_ms = -1;
 	int r = ensure_client(w, &e);
+	if (r == 0)
+		r = vault_token_upkeep(w->vc, &e); /* renew, log in again, reread the file */
 	if (r == 0) {
-		/* Renews at 2/3 of the TTL or logs in again, then asks the TTL. */
+		/* The TTL for the status (one lookup-self per upkeep, not per open). */
 		struct vault_token_info ti;
 		r = vault_token_lookup(w->vc, &ti, &e);
 		if (r == 0)
 			j->token_ttl = ti.ttl;
+	}
+	if (r == 0) {
+		uint64_t next = vault_token_next_upkeep(w->vc);
+		j->next_upkeep_ms = next == UINT64_MAX ? -1 : (long long)(next > 1000 ? next : 1000);
 	}
 	j->vault_rc = r;
 	if (r < 0)

@@ -116,6 +116,9 @@ grep -v '^hagt-3 ' "$W/volumes" >"$W/t"; table_set "$W/t"
 check "a line removed leaves the status" $Q wait "'hagt-3' not in v"
 echo "hagt-3 $W/v3.img" >>"$W/volumes"
 check "a line added by an in-place write is seen too" $Q wait "'hagt-3' in v and (lambda x: $DONE)(v['hagt-3'])"
+sed 's|^\(hagt-3 .*\)$|\1 discard|' "$W/volumes" >"$W/t"; table_set "$W/t"
+check "a changed line is reported and tried again" bash -c \
+	"$Q wait \"(lambda x: $DONE)(v['hagt-3'])\" && grep -q 'hagt-3 .*changed: table line' $W/agent.log"
 echo "this is not a table line" >>"$W/volumes"
 check "a broken table is refused and the volumes are kept" $Q wait "'hagt-3' in v and 'hagt-1' in v"
 check "  ... and the log names file:line" grep -q "volumes:5:" "$W/agent.log"
@@ -141,6 +144,54 @@ check "unsealed: no volume waits any more, without a restart" $Q wait \
 check "unsealed: nothing scheduled" $Q wait \
 	"s['agent']['retry_in_ms'] is None and s['agent']['vault']['upkeep_in_ms'] is None"
 check "stop" stop_agent
+
+# ---- token upkeep on a timer; a token file that changes is used at once -------------
+vapi() { # METHOD PATH [JSON]: the double's API as root
+	$PY - "$VAULT_ADDR" "$@" <<'PYEOF'
+import json, sys, urllib.request
+addr, method, path = sys.argv[1:4]
+body = sys.argv[4].encode() if len(sys.argv) > 4 else None
+req = urllib.request.Request(addr + path, data=body, method=method,
+                             headers={"X-Vault-Token": "root", "Content-Type": "application/json"})
+try:
+    print(urllib.request.urlopen(req).read().decode())
+except urllib.error.HTTPError as e:
+    print(e.read().decode()); sys.exit(1)
+PYEOF
+}
+# seen N PATH TOKENPREFIX: the double's log holds at least N requests to PATH with that token (waits)
+seen() {
+	$PY - "$VAULT_ADDR" "$@" <<'PYEOF'
+import json, sys, time, urllib.request
+addr, n, path, tok = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+deadline = time.monotonic() + 120
+while True:
+    reqs = json.loads(urllib.request.urlopen(addr + "/_double/log").read())["requests"]
+    c = sum(1 for r in reqs if r["path"] == path and (r.get("token") or "").startswith(tok[:8]))
+    if c >= n:
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        print("only", c, "of", n, path, "with", tok); sys.exit(1)
+    time.sleep(0.2)
+PYEOF
+}
+vapi POST /v1/auth/token/create '{"id": "tokA-aaaaaaaa", "ttl": "6s", "renewable": true, "policies": ["root"]}' >/dev/null
+vapi POST /v1/auth/token/create '{"id": "tokB-bbbbbbbb", "ttl": "1h", "renewable": true, "policies": ["root"]}' >/dev/null
+echo tokA-aaaaaaaa >"$W/token"; chmod 600 "$W/token"
+sed 's/^agent_retry_max.*//' "$W/wrapd.conf" >"$W/tok.conf"
+echo "vault_token_file = $W/token" >>"$W/tok.conf"
+chmod 600 "$W/tok.conf"
+(unset VAULT_TOKEN; exec "$B/wrapd" -c "$W/tok.conf" >>"$W/agent.log" 2>&1) &
+agent_pid=$!
+check "token with a 6 s TTL: the agent knows it and schedules upkeep" $Q wait \
+	"s['agent']['vault']['token_ttl'] in range(1, 7) and s['agent']['vault']['upkeep_in_ms'] is not None"
+check "  ... and renews it on the timer, again and again (renew-self x3, no open needed)" \
+	seen 3 /v1/auth/token/renew-self tokA-aaaaaaaa
+echo tokB-bbbbbbbb >"$W/token.new"; chmod 600 "$W/token.new"; mv "$W/token.new" "$W/token"
+check "a new token file (atomic rename) is used at once" seen 1 /v1/auth/token/lookup-self tokB-bbbbbbbb
+check "  ... the status shows its TTL" $Q wait "s['agent']['vault']['token_ttl'] > 3000"
+check "  ... and the log says so" grep -q "token file changed" "$W/agent.log"
+check "stop (token file)" stop_agent
 
 # ---- JSON log lines ------------------------------------------------------------------------
 : >"$W/agent.log"

@@ -21,6 +21,7 @@ cleanup() {
 	set +e
 	[ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null
 	mountpoint -q "$W/mnt" && umount "$W/mnt"
+	mountpoint -q "$W/mnt8" && umount "$W/mnt8"
 	for n in $(dmsetup ls 2>/dev/null | awk '{print $1}'); do
 		case $n in kagt-*) dmsetup remove "$n" 2>/dev/null ;; esac
 	done
@@ -124,6 +125,16 @@ check "a mounted volume's line removed: kept open and reported" \
 	$Q wait "v.get('kagt-06', {}).get('kept') is True and v['kagt-06']['state'] == 'open'"
 check "  ... the mapping kagt-06 is still there" mapped kagt-06
 check "  ... and the log says why" grep -q "kagt-06.*kept" "$W/agent.log"
+sed 's|^\(kagt-07 .*\)$|\1 ro|' "$W/volumes" >"$W/t" && table_set "$W/t"
+check "a changed line of an idle volume is applied (close + open read-only)" $Q wait \
+	"v['kagt-07']['state'] == 'open' and not v['kagt-07']['changed']"
+check "  ... the mapping is read-only now" bash -c "[ \$(blockdev --getro /dev/mapper/kagt-07) = 1 ]"
+check "mount kagt-08" bash -c "mkfs.ext4 -q /dev/mapper/kagt-08 && mkdir -p $W/mnt8 && mount /dev/mapper/kagt-08 $W/mnt8"
+sed 's|^\(kagt-08 .*\)$|\1 ro|' "$W/volumes" >"$W/t" && table_set "$W/t"
+check "a changed line of a mounted volume is reported and not applied" bash -c \
+	"$Q wait \"v['kagt-08']['state'] == 'open'\" && grep -q 'kagt-08.*in use' $W/agent.log"
+check "  ... the mapping is still read-write" bash -c "[ \$(blockdev --getro /dev/mapper/kagt-08) = 0 ]"
+umount "$W/mnt8"
 umount "$W/mnt"
 
 # ---- SIGTERM leaves every mapping open; a restart adopts them with no decrypt -------
