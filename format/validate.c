@@ -197,344 +197,424 @@ static bool is_backup_segment(json_t *seg)
 	return false;
 }
 
-int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *f, char *why,
-			size_t whylen)
+/* What one validation pass learns, section by section (cryptsetup's
+ * hdr_validate_* split): each validator reads the sections before it. */
+struct vstate {
+	json_t *keyslots, *tokens, *segments, *digests, *config, *mandatory;
+	uint64_t hdr_size, json_size, keyslots_size, areas_end;
+	bool cs_reencrypt;            /* a reencrypt keyslot or an in-reencryption segment */
+	bool wrapd_token, conv_token;
+	unsigned ntok, ndig, nseg;
+	struct ival sg[64];           /* non-backup segments */
+	size_t nsg;
+	unsigned first_crypt;
+	json_t *first_crypt_seg;
+	char *why;
+	size_t whylen;
+};
+
+/* Shorthands for the section validators, which all take `struct vstate *v`. */
+#define VWHY(...) (snprintf(v->why, v->whylen, __VA_ARGS__), -EINVAL)
+#define VW v->why, v->whylen
+
+static int validate_top(json_t *root, struct vstate *v)
 {
-	int rc;
 	static const char *const top[] = {"keyslots", "tokens", "segments", "digests", "config"};
 	if (!json_is_object(root))
-		return WHY("JSON area is not an object");
+		return VWHY("JSON area is not an object");
 	for (size_t i = 0; i < ARRAY_SIZE(top); i++) {
 		json_t *o = json_object_get(root, top[i]);
 		if (!o)
-			return WHY("missing top-level object \"%s\"", top[i]);
+			return VWHY("missing top-level object \"%s\"", top[i]);
 		if (!json_is_object(o))
-			return WHY("top-level \"%s\" is not an object", top[i]);
+			return VWHY("top-level \"%s\" is not an object", top[i]);
 	}
-	json_t *keyslots = json_object_get(root, "keyslots");
-	json_t *tokens = json_object_get(root, "tokens");
-	json_t *segments = json_object_get(root, "segments");
-	json_t *digests = json_object_get(root, "digests");
-	json_t *config = json_object_get(root, "config");
-	const char *key;
-	json_t *val;
-	char what[96];
+	v->keyslots = json_object_get(root, "keyslots");
+	v->tokens = json_object_get(root, "tokens");
+	v->segments = json_object_get(root, "segments");
+	v->digests = json_object_get(root, "digests");
+	v->config = json_object_get(root, "config");
+	return 0;
+}
 
-	/* config */
-	uint64_t json_size, keyslots_size;
-	if ((rc = get_u64_str(config, "json_size", "config", &json_size, why, whylen)))
+static int validate_config(struct vstate *v)
+{
+	int rc;
+	if ((rc = get_u64_str(v->config, "json_size", "config", &v->json_size, VW)))
 		return rc;
-	if (json_size != hdr_size - LUKS2_BIN_SIZE)
-		return WHY("config.json_size %llu does not equal hdr_size - 4096 (%llu)",
-			   (unsigned long long)json_size,
-			   (unsigned long long)(hdr_size - LUKS2_BIN_SIZE));
-	if ((rc = get_u64_str(config, "keyslots_size", "config", &keyslots_size, why, whylen)))
+	if (v->json_size != v->hdr_size - LUKS2_BIN_SIZE)
+		return VWHY("config.json_size %llu does not equal hdr_size - 4096 (%llu)",
+			    (unsigned long long)v->json_size,
+			    (unsigned long long)(v->hdr_size - LUKS2_BIN_SIZE));
+	if ((rc = get_u64_str(v->config, "keyslots_size", "config", &v->keyslots_size, VW)))
 		return rc;
-	if (keyslots_size % 4096 || keyslots_size > LUKS2_KEYSLOTS_MAX)
-		return WHY("config.keyslots_size %llu is out of range (a multiple of 4096, at most 128 MiB)",
-			   (unsigned long long)keyslots_size);
-	json_t *flags = json_object_get(config, "flags");
-	if (flags && (rc = check_string_array(flags, "config.flags", why, whylen)))
+	if (v->keyslots_size % 4096 || v->keyslots_size > LUKS2_KEYSLOTS_MAX)
+		return VWHY("config.keyslots_size %llu is out of range (a multiple of 4096, at most 128 MiB)",
+			    (unsigned long long)v->keyslots_size);
+	json_t *flags = json_object_get(v->config, "flags");
+	if (flags && (rc = check_string_array(flags, "config.flags", VW)))
 		return rc;
-	json_t *reqs = json_object_get(config, "requirements");
-	json_t *mandatory = NULL;
+	json_t *reqs = json_object_get(v->config, "requirements");
 	if (reqs) {
 		if (!json_is_object(reqs))
-			return WHY("config.requirements is not an object");
-		mandatory = json_object_get(reqs, "mandatory");
-		if (mandatory &&
-		    (rc = check_string_array(mandatory, "config.requirements.mandatory", why, whylen)))
+			return VWHY("config.requirements is not an object");
+		v->mandatory = json_object_get(reqs, "mandatory");
+		if (v->mandatory &&
+		    (rc = check_string_array(v->mandatory, "config.requirements.mandatory", VW)))
 			return rc;
 	}
-	const uint64_t areas_end = 2 * hdr_size + keyslots_size;
+	v->areas_end = 2 * v->hdr_size + v->keyslots_size;
+	return 0;
+}
 
-	/* keyslots */
+static int validate_keyslot(struct vstate *v, const char *key, json_t *val, struct ival *out)
+{
+	int rc;
+	unsigned id;
+	char what[96];
+	if (luks2_str_id(key, LUKS2_MAX_KEYSLOTS, &id) < 0)
+		return VWHY("keyslot id \"%.20s\" is out of range (0..%u)", key,
+			    LUKS2_MAX_KEYSLOTS - 1);
+	snprintf(what, sizeof(what), "keyslot %u", id);
+	if (!json_is_object(val))
+		return VWHY("%s is not an object", what);
+	const char *type;
+	uint32_t key_size;
+	if ((rc = get_str(val, "type", what, &type, VW)))
+		return rc;
+	if (!strcmp(type, "reencrypt"))
+		v->cs_reencrypt = true;
+	/* The reencrypt keyslot carries key_size 1 in cryptsetup. */
+	if ((rc = get_u32_int(val, "key_size", what, 1, 4096, &key_size, VW)))
+		return rc;
+	json_t *area = json_object_get(val, "area");
+	if (!json_is_object(area))
+		return VWHY("%s: missing \"area\" object", what);
+	snprintf(what, sizeof(what), "keyslot %u area", id);
+	const char *atype;
+	if ((rc = get_str(area, "type", what, &atype, VW)))
+		return rc;
+	uint64_t off, size;
+	if ((rc = get_u64_str(area, "offset", what, &off, VW)) ||
+	    (rc = get_u64_str(area, "size", what, &size, VW)))
+		return rc;
+	if (!size)
+		return VWHY("%s has size 0", what);
+	if (off < 2 * v->hdr_size)
+		return VWHY("overlapping areas: %s at %llu overlaps the metadata (ends at %llu)", what,
+			    (unsigned long long)off, (unsigned long long)(2 * v->hdr_size));
+	if (off > v->areas_end || size > v->areas_end - off)
+		return VWHY("overlapping areas: %s [%llu, +%llu) runs past the keyslots area end %llu",
+			    what, (unsigned long long)off, (unsigned long long)size,
+			    (unsigned long long)v->areas_end);
+	*out = (struct ival){.off = off, .len = size, .id = id};
+	return 0;
+}
+
+static int validate_keyslots(struct vstate *v)
+{
 	struct ival ks[LUKS2_MAX_KEYSLOTS];
 	size_t nks = 0;
-	bool cs_reencrypt_keyslot = false;
-	json_object_foreach(keyslots, key, val)
+	const char *key;
+	json_t *val;
+	int rc;
+	json_object_foreach(v->keyslots, key, val)
 	{
-		unsigned id;
-		if (luks2_str_id(key, LUKS2_MAX_KEYSLOTS, &id) < 0)
-			return WHY("keyslot id \"%.20s\" is out of range (0..%u)", key,
-				   LUKS2_MAX_KEYSLOTS - 1);
-		snprintf(what, sizeof(what), "keyslot %u", id);
-		if (!json_is_object(val))
-			return WHY("%s is not an object", what);
-		const char *type;
-		uint32_t key_size;
-		if ((rc = get_str(val, "type", what, &type, why, whylen)))
+		/* ids are unique and < LUKS2_MAX_KEYSLOTS, so ks cannot overflow */
+		if ((rc = validate_keyslot(v, key, val, &ks[nks])))
 			return rc;
-		if (!strcmp(type, "reencrypt"))
-			cs_reencrypt_keyslot = true;
-		/* The reencrypt keyslot carries key_size 1 in cryptsetup. */
-		if ((rc = get_u32_int(val, "key_size", what, 1, 4096, &key_size, why, whylen)))
-			return rc;
-		json_t *area = json_object_get(val, "area");
-		if (!json_is_object(area))
-			return WHY("%s: missing \"area\" object", what);
-		snprintf(what, sizeof(what), "keyslot %u area", id);
-		const char *atype;
-		if ((rc = get_str(area, "type", what, &atype, why, whylen)))
-			return rc;
-		uint64_t off, size;
-		if ((rc = get_u64_str(area, "offset", what, &off, why, whylen)) ||
-		    (rc = get_u64_str(area, "size", what, &size, why, whylen)))
-			return rc;
-		if (!size)
-			return WHY("%s has size 0", what);
-		if (off < 2 * hdr_size)
-			return WHY("overlapping areas: %s at %llu overlaps the metadata (ends at %llu)",
-				   what, (unsigned long long)off,
-				   (unsigned long long)(2 * hdr_size));
-		if (off > areas_end || size > areas_end - off)
-			return WHY("overlapping areas: %s [%llu, +%llu) runs past the keyslots area end %llu",
-				   what, (unsigned long long)off, (unsigned long long)size,
-				   (unsigned long long)areas_end);
-		ks[nks++] = (struct ival){.off = off, .len = size, .id = id};
+		nks++;
 	}
 	qsort(ks, nks, sizeof(ks[0]), cmp_ival);
 	for (size_t i = 1; i < nks; i++)
 		if (ks[i].off < ks[i - 1].off + ks[i - 1].len)
-			return WHY("overlapping areas: keyslot %u area [%llu, %llu) overlaps keyslot %u area [%llu, %llu)",
-				   ks[i].id, (unsigned long long)ks[i].off,
-				   (unsigned long long)(ks[i].off + ks[i].len), ks[i - 1].id,
-				   (unsigned long long)ks[i - 1].off,
-				   (unsigned long long)(ks[i - 1].off + ks[i - 1].len));
+			return VWHY("overlapping areas: keyslot %u area [%llu, %llu) overlaps keyslot %u area [%llu, %llu)",
+				    ks[i].id, (unsigned long long)ks[i].off,
+				    (unsigned long long)(ks[i].off + ks[i].len), ks[i - 1].id,
+				    (unsigned long long)ks[i - 1].off,
+				    (unsigned long long)(ks[i - 1].off + ks[i - 1].len));
+	return 0;
+}
 
-	/* tokens */
-	unsigned ntok = 0;
-	bool wrapd_token = false, conv_token = false;
-	json_object_foreach(tokens, key, val)
+static int validate_tokens(struct vstate *v)
+{
+	const char *key;
+	json_t *val;
+	char what[96];
+	int rc;
+	json_object_foreach(v->tokens, key, val)
 	{
 		unsigned id;
 		if (luks2_str_id(key, LUKS2_MAX_TOKENS, &id) < 0)
-			return WHY("token id \"%.20s\" is out of range (0..%u)", key,
-				   LUKS2_MAX_TOKENS - 1);
+			return VWHY("token id \"%.20s\" is out of range (0..%u)", key,
+				    LUKS2_MAX_TOKENS - 1);
 		snprintf(what, sizeof(what), "token %u", id);
 		if (!json_is_object(val))
-			return WHY("%s is not an object", what);
+			return VWHY("%s is not an object", what);
 		const char *type;
-		if ((rc = get_str(val, "type", what, &type, why, whylen)))
+		if ((rc = get_str(val, "type", what, &type, VW)))
 			return rc;
 		if (!valid_token_type(type))
-			return WHY("%s: type \"%.70s\" is not 1-64 characters of [A-Za-z0-9_-]",
-				   what, type);
+			return VWHY("%s: type \"%.70s\" is not 1-64 characters of [A-Za-z0-9_-]", what,
+				    type);
 		json_t *tks = json_object_get(val, "keyslots");
 		if (!tks)
-			return WHY("%s: missing \"keyslots\"", what);
+			return VWHY("%s: missing \"keyslots\"", what);
 		snprintf(what, sizeof(what), "token %u keyslots", id);
-		if ((rc = check_ref_array(tks, keyslots, what, "keyslot", why, whylen)))
+		if ((rc = check_ref_array(tks, v->keyslots, what, "keyslot", VW)))
 			return rc;
 		if (!strcmp(type, WRAPD_TOKEN_TYPE))
-			wrapd_token = true;
+			v->wrapd_token = true;
 		if (!strcmp(type, WRAPD_CONVERSION_TOKEN_TYPE))
-			conv_token = true;
-		ntok++;
+			v->conv_token = true;
+		v->ntok++;
 	}
+	return 0;
+}
 
-	/* digests */
-	unsigned ndig = 0;
-	json_object_foreach(digests, key, val)
-	{
-		unsigned id;
-		if (luks2_str_id(key, MAX_IDS, &id) < 0)
-			return WHY("digest id \"%.20s\" is out of range", key);
-		snprintf(what, sizeof(what), "digest %u", id);
-		if (!json_is_object(val))
-			return WHY("%s is not an object", what);
-		const char *type, *hash, *salt, *dig;
-		uint32_t iter;
-		if ((rc = get_str(val, "type", what, &type, why, whylen)))
-			return rc;
-		if (strcmp(type, "pbkdf2"))
-			return WHY("%s: unsupported digest type \"%.32s\"", what, type);
-		json_t *a = json_object_get(val, "keyslots");
-		if (!a)
-			return WHY("%s: missing \"keyslots\"", what);
-		snprintf(what, sizeof(what), "digest %u keyslots", id);
-		if ((rc = check_ref_array(a, keyslots, what, "keyslot", why, whylen)))
-			return rc;
-		a = json_object_get(val, "segments");
-		snprintf(what, sizeof(what), "digest %u", id);
-		if (!a)
-			return WHY("%s: missing \"segments\"", what);
-		snprintf(what, sizeof(what), "digest %u segments", id);
-		if ((rc = check_ref_array(a, segments, what, "segment", why, whylen)))
-			return rc;
-		snprintf(what, sizeof(what), "digest %u", id);
-		if ((rc = get_str(val, "hash", what, &hash, why, whylen)) ||
-		    (rc = get_u32_int(val, "iterations", what, 1, UINT32_MAX, &iter, why, whylen)) ||
-		    (rc = get_str(val, "salt", what, &salt, why, whylen)) ||
-		    (rc = get_str(val, "digest", what, &dig, why, whylen)))
-			return rc;
-		if (strcmp(hash, "sha1") && strcmp(hash, "sha256") && strcmp(hash, "sha512"))
-			return WHY("%s: unsupported hash \"%.32s\"", what, hash);
-		size_t n;
-		if (b64_len(salt, &n) < 0 || n < 1 || n > 256)
-			return WHY("%s: salt is not Base64 of 1..256 bytes", what);
-		if (b64_len(dig, &n) < 0 || n < 1 || n > 64)
-			return WHY("%s: digest is not Base64 of 1..64 bytes", what);
-		ndig++;
-	}
+static int validate_digest(struct vstate *v, const char *key, json_t *val)
+{
+	unsigned id;
+	char what[96];
+	int rc;
+	if (luks2_str_id(key, MAX_IDS, &id) < 0)
+		return VWHY("digest id \"%.20s\" is out of range", key);
+	snprintf(what, sizeof(what), "digest %u", id);
+	if (!json_is_object(val))
+		return VWHY("%s is not an object", what);
+	const char *type, *hash, *salt, *dig;
+	uint32_t iter;
+	if ((rc = get_str(val, "type", what, &type, VW)))
+		return rc;
+	if (strcmp(type, "pbkdf2"))
+		return VWHY("%s: unsupported digest type \"%.32s\"", what, type);
+	json_t *a = json_object_get(val, "keyslots");
+	if (!a)
+		return VWHY("%s: missing \"keyslots\"", what);
+	snprintf(what, sizeof(what), "digest %u keyslots", id);
+	if ((rc = check_ref_array(a, v->keyslots, what, "keyslot", VW)))
+		return rc;
+	a = json_object_get(val, "segments");
+	snprintf(what, sizeof(what), "digest %u", id);
+	if (!a)
+		return VWHY("%s: missing \"segments\"", what);
+	snprintf(what, sizeof(what), "digest %u segments", id);
+	if ((rc = check_ref_array(a, v->segments, what, "segment", VW)))
+		return rc;
+	snprintf(what, sizeof(what), "digest %u", id);
+	if ((rc = get_str(val, "hash", what, &hash, VW)) ||
+	    (rc = get_u32_int(val, "iterations", what, 1, UINT32_MAX, &iter, VW)) ||
+	    (rc = get_str(val, "salt", what, &salt, VW)) ||
+	    (rc = get_str(val, "digest", what, &dig, VW)))
+		return rc;
+	if (strcmp(hash, "sha1") && strcmp(hash, "sha256") && strcmp(hash, "sha512"))
+		return VWHY("%s: unsupported hash \"%.32s\"", what, hash);
+	size_t n;
+	if (b64_len(salt, &n) < 0 || n < 1 || n > 256)
+		return VWHY("%s: salt is not Base64 of 1..256 bytes", what);
+	if (b64_len(dig, &n) < 0 || n < 1 || n > 64)
+		return VWHY("%s: digest is not Base64 of 1..64 bytes", what);
+	return 0;
+}
 
-	/* segments */
-	struct ival sg[64];
-	size_t nsg = 0;
-	unsigned nseg = 0, first_crypt = UINT32_MAX;
-	bool cs_reencrypt_segment = false;
-	json_t *first_crypt_seg = NULL;
-	json_object_foreach(segments, key, val)
+static int validate_digests(struct vstate *v)
+{
+	const char *key;
+	json_t *val;
+	int rc;
+	json_object_foreach(v->digests, key, val)
 	{
-		unsigned id;
-		if (luks2_str_id(key, MAX_IDS, &id) < 0)
-			return WHY("segment id \"%.20s\" is out of range", key);
-		snprintf(what, sizeof(what), "segment %u", id);
-		if (!json_is_object(val))
-			return WHY("%s is not an object", what);
-		const char *type, *size_s;
-		uint64_t off, size = 0;
-		if ((rc = get_str(val, "type", what, &type, why, whylen)) ||
-		    (rc = get_u64_str(val, "offset", what, &off, why, whylen)) ||
-		    (rc = get_str(val, "size", what, &size_s, why, whylen)))
+		if ((rc = validate_digest(v, key, val)))
 			return rc;
-		bool dynamic = !strcmp(size_s, "dynamic");
-		if (!dynamic) {
-			if (luks2_str_u64(size_s, &size) < 0 || !size)
-				return WHY("%s: size \"%.40s\" is out of range (not \"dynamic\" or a non-zero decimal uint64)",
-					   what, size_s);
-		}
-		if (off % 512)
-			return WHY("%s: offset %llu is not a multiple of 512", what,
-				   (unsigned long long)off);
-		if (size % 512)
-			return WHY("%s: size %llu is not a multiple of 512", what,
-				   (unsigned long long)size);
-		if (!dynamic && off > UINT64_MAX - size)
-			return WHY("%s: offset + size is out of range", what);
-		json_t *sflags = json_object_get(val, "flags");
-		if (sflags) {
-			snprintf(what, sizeof(what), "segment %u flags", id);
-			if ((rc = check_string_array(sflags, what, why, whylen)))
-				return rc;
-			snprintf(what, sizeof(what), "segment %u", id);
-			if (array_has_str(sflags, "in-reencryption"))
-				cs_reencrypt_segment = true;
-		}
-		if (!strcmp(type, "crypt")) {
-			const char *enc, *ivt;
-			uint64_t iv;
-			uint32_t ss;
-			if ((rc = get_str(val, "iv_tweak", what, &ivt, why, whylen)))
-				return rc;
-			if (luks2_str_u64(ivt, &iv) < 0)
-				return WHY("%s: iv_tweak \"%.40s\" is out of range (not a decimal uint64)",
-					   what, ivt);
-			if ((rc = get_str(val, "encryption", what, &enc, why, whylen)))
-				return rc;
-			if (!*enc || strlen(enc) >= sizeof(f->cipher))
-				return WHY("%s: encryption \"%.64s\" is empty or too long", what, enc);
-			if ((rc = get_u32_int(val, "sector_size", what, 512, 4096, &ss, why, whylen)))
-				return rc;
-			if (ss & (ss - 1))
-				return WHY("%s: sector_size %u is not a power of two", what, ss);
-			if (size % ss)
-				return WHY("%s: size %llu is not a multiple of sector_size %u", what,
-					   (unsigned long long)size, ss);
-			if (off % ss)
-				return WHY("%s: offset %llu is not a multiple of sector_size %u", what,
-					   (unsigned long long)off, ss);
-			json_t *integ = json_object_get(val, "integrity");
-			if (integ && !json_is_object(integ))
-				return WHY("%s: integrity is not an object", what);
-			/* covered by a digest? */
-			bool covered = false;
-			const char *dk;
-			json_t *dv;
-			json_object_foreach(digests, dk, dv) if (array_has_str(json_object_get(dv, "segments"), key)) covered = true;
-			if (!covered)
-				return WHY("crypt segment %u is not covered by any digest", id);
-			if (id < first_crypt) {
-				first_crypt = id;
-				first_crypt_seg = val;
-			}
-		} else if (strcmp(type, "linear")) {
-			return WHY("%s: unsupported segment type \"%.32s\"", what, type);
-		}
-		if (!is_backup_segment(val)) {
-			if (nsg >= ARRAY_SIZE(sg))
-				return WHY("too many data segments");
-			sg[nsg++] = (struct ival){.off = off, .len = size, .id = id, .dynamic = dynamic};
-		}
-		nseg++;
+		v->ndig++;
 	}
-	if (!nseg)
-		return WHY("no segments: a LUKS2 header needs at least one");
-	if (!nsg)
-		return WHY("only backup segments, no data segment");
+	return 0;
+}
+
+/* The members only a crypt segment has. */
+static int validate_crypt_segment(struct vstate *v, const char *key, unsigned id, json_t *val,
+				  const char *what, uint64_t off, uint64_t size)
+{
+	const char *enc, *ivt;
+	uint64_t iv;
+	uint32_t ss;
+	int rc;
+	if ((rc = get_str(val, "iv_tweak", what, &ivt, VW)))
+		return rc;
+	if (luks2_str_u64(ivt, &iv) < 0)
+		return VWHY("%s: iv_tweak \"%.40s\" is out of range (not a decimal uint64)", what, ivt);
+	if ((rc = get_str(val, "encryption", what, &enc, VW)))
+		return rc;
+	if (!*enc || strlen(enc) >= sizeof(((struct luks2_hdr *)0)->cipher))
+		return VWHY("%s: encryption \"%.64s\" is empty or too long", what, enc);
+	if ((rc = get_u32_int(val, "sector_size", what, 512, 4096, &ss, VW)))
+		return rc;
+	if (ss & (ss - 1))
+		return VWHY("%s: sector_size %u is not a power of two", what, ss);
+	if (size % ss)
+		return VWHY("%s: size %llu is not a multiple of sector_size %u", what,
+			    (unsigned long long)size, ss);
+	if (off % ss)
+		return VWHY("%s: offset %llu is not a multiple of sector_size %u", what,
+			    (unsigned long long)off, ss);
+	json_t *integ = json_object_get(val, "integrity");
+	if (integ && !json_is_object(integ))
+		return VWHY("%s: integrity is not an object", what);
+	/* covered by a digest? */
+	bool covered = false;
+	const char *dk;
+	json_t *dv;
+	json_object_foreach(v->digests, dk, dv) if (array_has_str(json_object_get(dv, "segments"), key)) covered = true;
+	if (!covered)
+		return VWHY("crypt segment %u is not covered by any digest", id);
+	if (id < v->first_crypt) {
+		v->first_crypt = id;
+		v->first_crypt_seg = val;
+	}
+	return 0;
+}
+
+static int validate_segment(struct vstate *v, const char *key, json_t *val)
+{
+	unsigned id;
+	char what[96];
+	int rc;
+	if (luks2_str_id(key, MAX_IDS, &id) < 0)
+		return VWHY("segment id \"%.20s\" is out of range", key);
+	snprintf(what, sizeof(what), "segment %u", id);
+	if (!json_is_object(val))
+		return VWHY("%s is not an object", what);
+	const char *type, *size_s;
+	uint64_t off, size = 0;
+	if ((rc = get_str(val, "type", what, &type, VW)) ||
+	    (rc = get_u64_str(val, "offset", what, &off, VW)) ||
+	    (rc = get_str(val, "size", what, &size_s, VW)))
+		return rc;
+	bool dynamic = !strcmp(size_s, "dynamic");
+	if (!dynamic) {
+		if (luks2_str_u64(size_s, &size) < 0 || !size)
+			return VWHY("%s: size \"%.40s\" is out of range (not \"dynamic\" or a non-zero decimal uint64)",
+				    what, size_s);
+	}
+	if (off % 512)
+		return VWHY("%s: offset %llu is not a multiple of 512", what, (unsigned long long)off);
+	if (size % 512)
+		return VWHY("%s: size %llu is not a multiple of 512", what, (unsigned long long)size);
+	if (!dynamic && off > UINT64_MAX - size)
+		return VWHY("%s: offset + size is out of range", what);
+	json_t *sflags = json_object_get(val, "flags");
+	if (sflags) {
+		char fwhat[96];
+		snprintf(fwhat, sizeof(fwhat), "segment %u flags", id);
+		if ((rc = check_string_array(sflags, fwhat, VW)))
+			return rc;
+		if (array_has_str(sflags, "in-reencryption"))
+			v->cs_reencrypt = true;
+	}
+	if (!strcmp(type, "crypt")) {
+		if ((rc = validate_crypt_segment(v, key, id, val, what, off, size)))
+			return rc;
+	} else if (strcmp(type, "linear")) {
+		return VWHY("%s: unsupported segment type \"%.32s\"", what, type);
+	}
+	if (!is_backup_segment(val)) {
+		if (v->nsg >= ARRAY_SIZE(v->sg))
+			return VWHY("too many data segments");
+		v->sg[v->nsg++] = (struct ival){.off = off, .len = size, .id = id, .dynamic = dynamic};
+	}
+	v->nseg++;
+	return 0;
+}
+
+static int validate_segments(struct vstate *v)
+{
+	const char *key;
+	json_t *val;
+	int rc;
+	json_object_foreach(v->segments, key, val) if ((rc = validate_segment(v, key, val))) return rc;
+	if (!v->nseg)
+		return VWHY("no segments: a LUKS2 header needs at least one");
+	if (!v->nsg)
+		return VWHY("only backup segments, no data segment");
+	struct ival *sg = v->sg;
+	size_t nsg = v->nsg;
 	qsort(sg, nsg, sizeof(sg[0]), cmp_ival);
 	for (size_t i = 0; i < nsg; i++) {
 		if (sg[i].dynamic && i != nsg - 1)
-			return WHY("segment %u is dynamic but is not the last segment", sg[i].id);
+			return VWHY("segment %u is dynamic but is not the last segment", sg[i].id);
 		if (i && sg[i].off < sg[i - 1].off + sg[i - 1].len)
-			return WHY("overlapping areas: segment %u at %llu overlaps segment %u [%llu, %llu)",
-				   sg[i].id, (unsigned long long)sg[i].off, sg[i - 1].id,
-				   (unsigned long long)sg[i - 1].off,
-				   (unsigned long long)(sg[i - 1].off + sg[i - 1].len));
+			return VWHY("overlapping areas: segment %u at %llu overlaps segment %u [%llu, %llu)",
+				    sg[i].id, (unsigned long long)sg[i].off, sg[i - 1].id,
+				    (unsigned long long)sg[i - 1].off,
+				    (unsigned long long)(sg[i - 1].off + sg[i - 1].len));
 	}
 	/* Data must not overlap the metadata and keyslots area (offset 0 means
 	 * a detached header: the data lives on another device). */
-	if (sg[0].off && sg[0].off < areas_end)
-		return WHY("overlapping areas: data segment %u at %llu overlaps the metadata and keyslots area (ends at %llu)",
-			   sg[0].id, (unsigned long long)sg[0].off, (unsigned long long)areas_end);
+	if (sg[0].off && sg[0].off < v->areas_end)
+		return VWHY("overlapping areas: data segment %u at %llu overlaps the metadata and keyslots area (ends at %llu)",
+			    sg[0].id, (unsigned long long)sg[0].off,
+			    (unsigned long long)v->areas_end);
+	return 0;
+}
 
-	/* derived facts */
-	f->json_size = json_size;
-	f->keyslots_size = keyslots_size;
+/* The key size of the first crypt segment: from a keyslot bound to its
+ * digest, else 64 for wrapd's cipher, else 0 (unknown). */
+static unsigned first_crypt_key_size(const struct vstate *v, const char *cipher)
+{
+	char sk[16];
+	snprintf(sk, sizeof(sk), "%u", v->first_crypt);
+	const char *dk;
+	json_t *dv;
+	unsigned key_size = 0;
+	json_object_foreach(v->digests, dk, dv)
+	{
+		if (!array_has_str(json_object_get(dv, "segments"), sk))
+			continue;
+		json_t *a = json_object_get(dv, "keyslots");
+		if (json_array_size(a)) {
+			json_t *k = json_object_get(v->keyslots, json_string_value(json_array_get(a, 0)));
+			key_size = (unsigned)json_integer_value(json_object_get(k, "key_size"));
+		}
+		break;
+	}
+	if (!key_size && !strcmp(cipher, WRAPD_CIPHER))
+		key_size = WRAPD_VK_BYTES;
+	return key_size;
+}
+
+static void derive_facts(const struct vstate *v, struct luks2_hdr *f)
+{
+	const struct ival *sg = v->sg;
+	size_t nsg = v->nsg;
+	f->json_size = v->json_size;
+	f->keyslots_size = v->keyslots_size;
 	f->data_offset = sg[0].off;
 	f->data_dynamic = sg[nsg - 1].dynamic;
 	f->data_size = f->data_dynamic ? 0 : sg[nsg - 1].off + sg[nsg - 1].len - sg[0].off;
 	f->sector_size = 0;
 	f->cipher[0] = '\0';
 	f->key_size = 0;
-	if (first_crypt_seg) {
-		f->sector_size = (uint32_t)json_integer_value(json_object_get(first_crypt_seg, "sector_size"));
+	if (v->first_crypt_seg) {
+		f->sector_size = (uint32_t)json_integer_value(json_object_get(v->first_crypt_seg, "sector_size"));
 		snprintf(f->cipher, sizeof(f->cipher), "%s",
-			 json_string_value(json_object_get(first_crypt_seg, "encryption")));
-		/* key size from a keyslot bound to the covering digest */
-		char sk[16];
-		snprintf(sk, sizeof(sk), "%u", first_crypt);
-		const char *dk;
-		json_t *dv;
-		json_object_foreach(digests, dk, dv)
-		{
-			if (!array_has_str(json_object_get(dv, "segments"), sk))
-				continue;
-			json_t *a = json_object_get(dv, "keyslots");
-			if (json_array_size(a)) {
-				json_t *k = json_object_get(keyslots, json_string_value(json_array_get(a, 0)));
-				f->key_size = (unsigned)json_integer_value(json_object_get(k, "key_size"));
-			}
-			break;
-		}
-		if (!f->key_size && !strcmp(f->cipher, WRAPD_CIPHER))
-			f->key_size = WRAPD_VK_BYTES;
+			 json_string_value(json_object_get(v->first_crypt_seg, "encryption")));
+		f->key_size = first_crypt_key_size(v, f->cipher);
 	}
-	f->n_keyslots = (unsigned)json_object_size(keyslots);
-	f->n_tokens = ntok;
-	f->n_segments = nseg;
-	f->n_digests = ndig;
-	f->has_wrapd_token = wrapd_token;
-	f->has_conversion_state = conv_token;
+	f->n_keyslots = (unsigned)json_object_size(v->keyslots);
+	f->n_tokens = v->ntok;
+	f->n_segments = v->nseg;
+	f->n_digests = v->ndig;
+	f->has_wrapd_token = v->wrapd_token;
+	f->has_conversion_state = v->conv_token;
 	f->req_wrapd_reencrypt = f->req_cryptsetup_reencrypt = f->req_unknown = false;
 	f->req_unknown_name[0] = '\0';
-	if (cs_reencrypt_keyslot || cs_reencrypt_segment)
+	if (v->cs_reencrypt)
 		f->req_cryptsetup_reencrypt = true;
 	size_t i;
-	json_t *v;
-	json_array_foreach(mandatory, i, v)
+	json_t *val;
+	json_array_foreach(v->mandatory, i, val)
 	{
-		const char *r = json_string_value(v);
+		const char *r = json_string_value(val);
 		bool known = false;
 		if (!strcmp(r, WRAPD_REQ_REENCRYPT)) {
 			f->req_wrapd_reencrypt = known = true;
@@ -547,5 +627,18 @@ int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *f, ch
 			snprintf(f->req_unknown_name, sizeof(f->req_unknown_name), "%s", r);
 		}
 	}
+}
+
+int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *f, char *why,
+			size_t whylen)
+{
+	struct vstate st = {.hdr_size = hdr_size, .first_crypt = UINT32_MAX, .why = why,
+			    .whylen = whylen};
+	int rc;
+	if ((rc = validate_top(root, &st)) || (rc = validate_config(&st)) ||
+	    (rc = validate_keyslots(&st)) || (rc = validate_tokens(&st)) ||
+	    (rc = validate_digests(&st)) || (rc = validate_segments(&st)))
+		return rc;
+	derive_facts(&st, f);
 	return 0;
 }
