@@ -46,6 +46,17 @@ int luks2_obj_free_id(json_t *obj, unsigned limit);
 
 int luks2_random(void *buf, size_t n);
 
+/* Shared between the module's files (digest.c, new.c, token.c,
+ * conversion.c, requirements.c). */
+/* A fresh pbkdf2-sha256 digest object of vk with no keyslots or segments. */
+json_t *luks2_digest_make(const struct secbuf *vk, uint32_t iterations, struct werr *err);
+/* The lowest id of a crypt segment, or -ENOENT. */
+int luks2_first_crypt_segment(const struct luks2_hdr *hdr);
+/* The first token of `type` (its id) and how many there are; -ENOENT if none. */
+int luks2_token_find(json_t *tokens, const char *type, unsigned *id, int *count);
+/* Removes every token of `type` (-ENOENT when there is none). */
+int luks2_tokens_remove_type(struct luks2_hdr *hdr, const char *type, struct werr *err);
+
 /* Replaces hdr->json with root (stolen) after validation; refreshes facts. */
 int luks2_hdr_replace_json(struct luks2_hdr *hdr, json_t *root, struct werr *err);
 

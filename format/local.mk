@@ -1,6 +1,8 @@
 # format: the LUKS2-compatible volume header (owned by the format module).
-libwrapd_a_SOURCES += format/format.h format/internal.h format/luks2.c \
-	format/validate.c format/wrapd.c format/lock.c format/device.c
+# (the same list is in FUZZ_LUKS2_SRCS below)
+libwrapd_a_SOURCES += format/format.h format/internal.h format/luks2.c format/validate.c \
+	format/uuid.c format/digest.c format/new.c format/segments.c format/token.c \
+	format/requirements.c format/conversion.c format/lock.c format/device.c
 
 check_PROGRAMS += tests/unit/test_format
 TESTS += tests/unit/test_format
@@ -17,7 +19,9 @@ dist_noinst_SCRIPTS += tests/unit/format-interop.sh tests/fuzz/run-fuzz
 # clang's sanitizer runtimes never mix. `tests/fuzz/run-fuzz SECONDS` runs it.
 if HAVE_FUZZ_CC
 FUZZ_LUKS2_SRCS = $(srcdir)/tests/fuzz/fuzz_luks2.c $(srcdir)/format/luks2.c \
-	$(srcdir)/format/validate.c $(srcdir)/format/wrapd.c $(srcdir)/format/lock.c \
+	$(srcdir)/format/validate.c $(srcdir)/format/uuid.c $(srcdir)/format/digest.c \
+	$(srcdir)/format/new.c $(srcdir)/format/segments.c $(srcdir)/format/token.c \
+	$(srcdir)/format/requirements.c $(srcdir)/format/conversion.c $(srcdir)/format/lock.c \
 	$(srcdir)/format/device.c $(srcdir)/common/werr.c $(srcdir)/common/secmem.c \
 	$(srcdir)/common/b64.c $(srcdir)/common/fileio.c $(srcdir)/common/log.c
 tests/fuzz/fuzz_luks2$(EXEEXT): $(FUZZ_LUKS2_SRCS) $(srcdir)/format/format.h $(srcdir)/format/internal.h

@@ -1,0 +1,169 @@
+/*
+ * The wrapd-vault token: get, set and remove, and the token lookups the
+ * conversion state shares.
+ */
+#include "format/internal.h"
+
+void wrapd_token_free(struct wrapd_token *t)
+{
+	if (!t)
+		return;
+	free(t->vault_addr);
+	free(t->vault_namespace);
+	free(t->vault_mount);
+	free(t->vault_key);
+	free(t->ciphertext);
+	free(t->context);
+	memset(t, 0, sizeof(*t));
+}
+
+int luks2_token_find(json_t *tokens, const char *type, unsigned *id, int *count)
+{
+	const char *k;
+	json_t *v;
+	*count = 0;
+	json_object_foreach(tokens, k, v)
+	{
+		const char *t = json_string_value(json_object_get(v, "type"));
+		if (t && !strcmp(t, type)) {
+			if (!*count)
+				(void)luks2_str_id(k, LUKS2_MAX_TOKENS, id);
+			(*count)++;
+		}
+	}
+	return *count ? 0 : -ENOENT;
+}
+
+static int tok_str(json_t *t, const char *name, unsigned id, char **out, bool may_be_empty,
+		   struct werr *err)
+{
+	json_t *v = json_object_get(t, name);
+	if (!json_is_string(v))
+		return werr_set(err, -EINVAL, "token %u (wrapd-vault): \"%s\" is missing or not a string",
+				id, name);
+	const char *s = json_string_value(v);
+	if (!may_be_empty && !*s)
+		return werr_set(err, -EINVAL, "token %u (wrapd-vault): \"%s\" is empty", id, name);
+	if (strlen(s) > 8192)
+		return werr_set(err, -EINVAL, "token %u (wrapd-vault): \"%s\" is too long", id, name);
+	*out = strdup(s);
+	return *out ? 0 : -ENOMEM;
+}
+
+int wrapd_token_get(const struct luks2_hdr *hdr, struct wrapd_token *out, unsigned *token_id,
+		    struct werr *err)
+{
+	memset(out, 0, sizeof(*out));
+	json_t *tokens = json_object_get(hdr->json, "tokens");
+	unsigned id = 0;
+	int count;
+	if (luks2_token_find(tokens, WRAPD_TOKEN_TYPE, &id, &count) < 0)
+		return werr_set(err, -ENOENT, "no wrapd-vault token: this is not a wrapd volume");
+	if (count > 1)
+		return werr_set(err, -EINVAL, "%d wrapd-vault tokens: ambiguous, refusing", count);
+	json_t *t = luks2_obj_get_id(tokens, id);
+	int rc;
+	if ((rc = tok_str(t, "vault_addr", id, &out->vault_addr, true, err)) ||
+	    (rc = tok_str(t, "vault_namespace", id, &out->vault_namespace, true, err)) ||
+	    (rc = tok_str(t, "vault_mount", id, &out->vault_mount, false, err)) ||
+	    (rc = tok_str(t, "vault_key", id, &out->vault_key, false, err)) ||
+	    (rc = tok_str(t, "ciphertext", id, &out->ciphertext, false, err)) ||
+	    (rc = tok_str(t, "context", id, &out->context, false, err))) {
+		wrapd_token_free(out);
+		return rc;
+	}
+	json_t *kv = json_object_get(t, "key_version");
+	if (!json_is_integer(kv) || json_integer_value(kv) < 1 || json_integer_value(kv) > UINT32_MAX) {
+		wrapd_token_free(out);
+		return werr_set(err, -EINVAL,
+				"token %u (wrapd-vault): \"key_version\" is missing or not an integer >= 1",
+				id);
+	}
+	out->key_version = (unsigned)json_integer_value(kv);
+	if (strncmp(out->ciphertext, "vault:v", 7)) {
+		wrapd_token_free(out);
+		return werr_set(err, -EINVAL,
+				"token %u (wrapd-vault): \"ciphertext\" is not a Vault ciphertext (vault:vN:...)",
+				id);
+	}
+	if (token_id)
+		*token_id = id;
+	return 0;
+}
+
+int wrapd_token_set(struct luks2_hdr *hdr, const struct wrapd_token *t, struct werr *err)
+{
+	if (!t->vault_mount || !*t->vault_mount || !t->vault_key || !*t->vault_key ||
+	    !t->ciphertext || strncmp(t->ciphertext, "vault:v", 7) || !t->context || !*t->context ||
+	    t->key_version < 1)
+		return werr_set(err, -EINVAL,
+				"wrapd-vault token: mount, key, a vault:vN: ciphertext, context and key_version >= 1 are required");
+	uint8_t ctx[256];
+	size_t cl;
+	if (b64_decode(t->context, strlen(t->context), ctx, sizeof(ctx), &cl) < 0)
+		return werr_set(err, -EINVAL, "wrapd-vault token: context is not Base64");
+	json_t *root = json_deep_copy(hdr->json);
+	if (!root)
+		return werr_set(err, -ENOMEM, "out of memory");
+	json_t *tokens = json_object_get(root, "tokens");
+	unsigned id = 0;
+	int count;
+	json_t *tok;
+	if (luks2_token_find(tokens, WRAPD_TOKEN_TYPE, &id, &count) == 0) {
+		if (count > 1) {
+			json_decref(root);
+			return werr_set(err, -EINVAL, "%d wrapd-vault tokens: ambiguous, refusing", count);
+		}
+		tok = luks2_obj_get_id(tokens, id);
+	} else {
+		int fid = luks2_obj_free_id(tokens, LUKS2_MAX_TOKENS);
+		if (fid < 0) {
+			json_decref(root);
+			return werr_set(err, -ENOSPC, "all 32 token ids are in use");
+		}
+		tok = json_pack("{s:s, s:[]}", "type", WRAPD_TOKEN_TYPE, "keyslots");
+		luks2_obj_set_id(tokens, (unsigned)fid, tok);
+	}
+	json_object_set_new(tok, "vault_addr", json_string(t->vault_addr ? t->vault_addr : ""));
+	json_object_set_new(tok, "vault_namespace",
+			    json_string(t->vault_namespace ? t->vault_namespace : ""));
+	json_object_set_new(tok, "vault_mount", json_string(t->vault_mount));
+	json_object_set_new(tok, "vault_key", json_string(t->vault_key));
+	json_object_set_new(tok, "key_version", json_integer(t->key_version));
+	json_object_set_new(tok, "ciphertext", json_string(t->ciphertext));
+	json_object_set_new(tok, "context", json_string(t->context));
+	return luks2_hdr_replace_json(hdr, root, err);
+}
+
+int luks2_tokens_remove_type(struct luks2_hdr *hdr, const char *type, struct werr *err)
+{
+	json_t *root = json_deep_copy(hdr->json);
+	if (!root)
+		return werr_set(err, -ENOMEM, "out of memory");
+	json_t *tokens = json_object_get(root, "tokens");
+	const char *k;
+	json_t *v;
+	void *tmp;
+	bool any = false;
+	json_object_foreach_safe(tokens, tmp, k, v)
+	{
+		const char *t = json_string_value(json_object_get(v, "type"));
+		if (t && !strcmp(t, type)) {
+			json_object_del(tokens, k);
+			any = true;
+		}
+	}
+	if (!any) {
+		json_decref(root);
+		return -ENOENT;
+	}
+	return luks2_hdr_replace_json(hdr, root, err);
+}
+
+int wrapd_token_remove(struct luks2_hdr *hdr, struct werr *err)
+{
+	int rc = luks2_tokens_remove_type(hdr, WRAPD_TOKEN_TYPE, err);
+	if (rc == -ENOENT)
+		return werr_set(err, rc, "no wrapd-vault token to remove");
+	return rc;
+}
