@@ -119,6 +119,15 @@ void wlog(const struct wlog *log, enum wlog_level lvl, const char *fmt, ...) _pr
 #define wlog_info(l, ...) wlog((l), WLOG_INFO, __VA_ARGS__)
 #define wlog_debug(l, ...) wlog((l), WLOG_DEBUG, __VA_ARGS__)
 
+/*
+ * A Vault path part: a Transit mount ("transit", "kv/transit"; allow_slash)
+ * or a key name. 1-128 characters of letters, digits, '-', '_', '.', and with
+ * allow_slash inner single '/' between segments; no "." or ".." segment.
+ * The config file and the header's wrapd-vault token both use it, so a
+ * header cannot steer a request to another Vault path ("../../sys/seal").
+ */
+bool vault_valid_path_part(const char *s, bool allow_slash);
+
 /* Byte order of on-disk integers (unaligned; any host byte order). */
 static inline uint16_t be16_load(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static inline uint32_t be32_load(const uint8_t *p)

@@ -1,6 +1,6 @@
 # common: small shared helpers every module uses.
 libwrapd_a_SOURCES += common/common.h common/config.h common/config.c common/werr.c common/secmem.c \
-	common/b64.c common/fileio.c common/log.c
+	common/b64.c common/fileio.c common/log.c common/names.c
 
 check_PROGRAMS += tests/unit/test_common
 TESTS += tests/unit/test_common

@@ -95,29 +95,6 @@ static bool check_key(const char *key, const char *value, char *why, size_t whyl
 	return check_path_part(key, value, false, why, whylen);
 }
 
-bool vault_valid_path_part(const char *s, bool allow_slash)
-{
-	if (!*s || strlen(s) > 128 || *s == '/' || s[strlen(s) - 1] == '/')
-		return false;
-	for (const char *p = s; *p; p++) {
-		if (isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.')
-			continue;
-		if (*p == '/' && allow_slash && p[1] != '/')
-			continue;
-		return false;
-	}
-	/* No "." or ".." segments. */
-	for (const char *p = s; *p;) {
-		size_t seg = strcspn(p, "/");
-		if ((seg == 1 && p[0] == '.') || (seg == 2 && p[0] == '.' && p[1] == '.'))
-			return false;
-		p += seg;
-		if (*p)
-			p++;
-	}
-	return true;
-}
-
 const char *vault_auth_method_name(enum vault_auth_method m)
 {
 	switch (m) {

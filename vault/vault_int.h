@@ -58,8 +58,6 @@ int vault_json_extract_secrets(const char *in, size_t len, const char *const *ke
 			       struct secbuf *secrets, size_t max_secrets, size_t *nsecrets);
 /* Resolves a "#k" placeholder from vault_json_extract_secrets. */
 struct secbuf *vault_secret_ref(json_t *v, struct secbuf *secrets, size_t nsecrets);
-/* Validates a transit mount ("transit", "kv/transit") or key name. */
-bool vault_valid_path_part(const char *s, bool allow_slash);
 
 /* ---- the client ---- */
 struct vault_client {
