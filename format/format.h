@@ -43,9 +43,22 @@
 #define LUKS2_KEYSLOTS_MAX (128ull * 1024 * 1024)
 #define LUKS2_MAX_TOKENS 32
 #define LUKS2_MAX_KEYSLOTS 32
+/* At most this many references in one digest's "segments" or a "keyslots"
+ * list (cryptsetup's LUKS2_SEGMENT_MAX and LUKS2_KEYSLOTS_MAX are 32). */
+#define LUKS2_MAX_REFS 32
+/*
+ * Highest pbkdf2 iteration count of a digest. cryptsetup sizes its digest to
+ * about 125 ms of PBKDF2 (LUKS_MKD_ITERATIONS_MS; at least 1000): some
+ * 200,000-1,000,000 iterations on today's CPUs; wrapd writes 1000. A hostile
+ * header could otherwise demand up to UINT32_MAX and stall `open --all` for
+ * hours; this bound is about 0.7 s of sha256 here (about 1.5 s of sha512).
+ */
+#define LUKS2_DIGEST_ITER_MAX 2000000u
 
 /* ---- wrapd defaults ---------------------------------------------------- */
 #define WRAPD_VK_BYTES 64                   /* 512-bit aes-xts-plain64 VK */
+/* The only cipher a wrapd volume may name (with a WRAPD_VK_BYTES key): the
+ * header is unauthenticated, so any other value is refused when it is read. */
 #define WRAPD_CIPHER "aes-xts-plain64"
 #define WRAPD_DEFAULT_SECTOR_SIZE 4096u
 #define WRAPD_DEFAULT_DATA_OFFSET (16ull * 1024 * 1024)

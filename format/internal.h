@@ -38,6 +38,14 @@ int luks2_str_id(const char *s, unsigned limit, unsigned *out);
 int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *facts,
 			char *why, size_t whylen);
 
+/* A header string for a message: at most cap-1 bytes, anything outside
+ * printable ASCII shown as '?'. */
+void luks2_printable(char *dst, size_t cap, const char *src);
+/* The Vault path fields of a wrapd-vault token (JSON object, id for
+ * messages): vault_mount and vault_key, when they are non-empty strings,
+ * must be Vault path parts (vault_valid_path_part). 0, or -EINVAL and why. */
+int wrapd_token_check_paths(json_t *tok, unsigned id, char *why, size_t whylen);
+
 /* Object member for a numeric id. */
 json_t *luks2_obj_get_id(json_t *obj, unsigned id);
 int luks2_obj_set_id(json_t *obj, unsigned id, json_t *val); /* steals val */

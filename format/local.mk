@@ -14,6 +14,11 @@ tests_unit_test_format_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/format-interop.sh
 dist_noinst_SCRIPTS += tests/unit/format-interop.sh tests/fuzz/run-fuzz
 
+# Hostile headers (Vault path fields, cipher, digest bounds, a foreign
+# vault_addr) refused before any Vault request, end to end with the double.
+TESTS += tests/unit/format-hostile.sh
+dist_noinst_SCRIPTS += tests/unit/format-hostile.sh tests/unit/luks2-edit.py
+
 # libFuzzer target for the header parser, built with $(FUZZ_CC) (clang) when
 # configure found one. Compiled from sources (not libwrapd.a) so that gcc's and
 # clang's sanitizer runtimes never mix. `tests/fuzz/run-fuzz SECONDS` runs it.
@@ -23,7 +28,8 @@ FUZZ_LUKS2_SRCS = $(srcdir)/tests/fuzz/fuzz_luks2.c $(srcdir)/format/luks2.c \
 	$(srcdir)/format/new.c $(srcdir)/format/segments.c $(srcdir)/format/token.c \
 	$(srcdir)/format/requirements.c $(srcdir)/format/conversion.c $(srcdir)/format/lock.c \
 	$(srcdir)/format/device.c $(srcdir)/common/werr.c $(srcdir)/common/secmem.c \
-	$(srcdir)/common/b64.c $(srcdir)/common/fileio.c $(srcdir)/common/log.c
+	$(srcdir)/common/b64.c $(srcdir)/common/fileio.c $(srcdir)/common/log.c \
+	$(srcdir)/common/names.c
 tests/fuzz/fuzz_luks2$(EXEEXT): $(FUZZ_LUKS2_SRCS) $(srcdir)/format/format.h $(srcdir)/format/internal.h
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(top_srcdir) \

@@ -50,6 +50,29 @@ static int tok_str(json_t *t, const char *name, unsigned id, char **out, bool ma
 	return *out ? 0 : -ENOMEM;
 }
 
+int wrapd_token_check_paths(json_t *tok, unsigned id, char *why, size_t whylen)
+{
+	static const struct {
+		const char *field, *what;
+		bool slash;
+	} f[] = {
+		{"vault_mount", "Transit mount path", true},
+		{"vault_key", "Transit key name", false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
+		const char *s = json_string_value(json_object_get(tok, f[i].field));
+		if (!s || !*s || vault_valid_path_part(s, f[i].slash))
+			continue;
+		char shown[48];
+		luks2_printable(shown, sizeof(shown), s);
+		snprintf(why, whylen,
+			 "token %u (wrapd-vault): %s \"%s\" is not a %s (letters, digits, '-', '_', '.'%s; no '.' or '..')",
+			 id, f[i].field, shown, f[i].what, f[i].slash ? ", inner '/'" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int wrapd_token_get(const struct luks2_hdr *hdr, struct wrapd_token *out, unsigned *token_id,
 		    struct werr *err)
 {
@@ -71,6 +94,11 @@ int wrapd_token_get(const struct luks2_hdr *hdr, struct wrapd_token *out, unsign
 	    (rc = tok_str(t, "context", id, &out->context, false, err))) {
 		wrapd_token_free(out);
 		return rc;
+	}
+	char why[256];
+	if (wrapd_token_check_paths(t, id, why, sizeof(why)) < 0) {
+		wrapd_token_free(out);
+		return werr_set(err, -EINVAL, "%s", why);
 	}
 	json_t *kv = json_object_get(t, "key_version");
 	if (!json_is_integer(kv) || json_integer_value(kv) < 1 || json_integer_value(kv) > UINT32_MAX) {

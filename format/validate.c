@@ -126,6 +126,9 @@ static int check_ref_array(json_t *a, json_t *target, const char *what, const ch
 	int rc = check_string_array(a, what, why, whylen);
 	if (rc)
 		return rc;
+	if (json_array_size(a) > LUKS2_MAX_REFS)
+		return WHY("%s has %zu entries; at most %u (as cryptsetup)", what, json_array_size(a),
+			   LUKS2_MAX_REFS);
 	size_t i;
 	json_t *v;
 	json_array_foreach(a, i, v)
@@ -173,6 +176,15 @@ static int b64_len(const char *s, size_t *n)
 	return b64_decode(s, strlen(s), tmp, sizeof(tmp), n);
 }
 
+void luks2_printable(char *dst, size_t cap, const char *src)
+{
+	size_t n = 0;
+	for (; src && *src && n + 1 < cap; src++)
+		dst[n++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+	if (cap)
+		dst[n] = '\0';
+}
+
 struct ival {
 	uint64_t off, len; /* len 0 = dynamic (segments) */
 	unsigned id;
@@ -209,6 +221,10 @@ struct vstate {
 	size_t nsg;
 	unsigned first_crypt;
 	json_t *first_crypt_seg;
+	/* By segment id, filled by validate_digests in one pass (no digest x
+	 * segment loop): covered by a digest; bound to a keyslot whose key is
+	 * not WRAPD_VK_BYTES long. */
+	bool covered[MAX_IDS], odd_key[MAX_IDS];
 	char *why;
 	size_t whylen;
 };
@@ -363,13 +379,39 @@ static int validate_tokens(struct vstate *v)
 		snprintf(what, sizeof(what), "token %u keyslots", id);
 		if ((rc = check_ref_array(tks, v->keyslots, what, "keyslot", VW)))
 			return rc;
-		if (!strcmp(type, WRAPD_TOKEN_TYPE))
+		if (!strcmp(type, WRAPD_TOKEN_TYPE)) {
+			if ((rc = wrapd_token_check_paths(val, id, VW)))
+				return rc;
 			v->wrapd_token = true;
+		}
 		if (!strcmp(type, WRAPD_CONVERSION_TOKEN_TYPE))
 			v->conv_token = true;
 		v->ntok++;
 	}
 	return 0;
+}
+
+/* Records which segments a digest covers, and whether a keyslot bound to it
+ * has a key of another size than wrapd's. Both lists are checked already. */
+static void mark_segments(struct vstate *v, json_t *keyslot_refs, json_t *segment_refs)
+{
+	bool odd = false;
+	size_t i;
+	json_t *r;
+	json_array_foreach(keyslot_refs, i, r)
+	{
+		json_t *k = json_object_get(v->keyslots, json_string_value(r));
+		if (json_integer_value(json_object_get(k, "key_size")) != WRAPD_VK_BYTES)
+			odd = true;
+	}
+	json_array_foreach(segment_refs, i, r)
+	{
+		unsigned sid;
+		if (luks2_str_id(json_string_value(r), MAX_IDS, &sid) == 0) {
+			v->covered[sid] = true;
+			v->odd_key[sid] = v->odd_key[sid] || odd;
+		}
+	}
 }
 
 static int validate_digest(struct vstate *v, const char *key, json_t *val)
@@ -401,9 +443,10 @@ static int validate_digest(struct vstate *v, const char *key, json_t *val)
 	snprintf(what, sizeof(what), "digest %u segments", id);
 	if ((rc = check_ref_array(a, v->segments, what, "segment", VW)))
 		return rc;
+	mark_segments(v, json_object_get(val, "keyslots"), a);
 	snprintf(what, sizeof(what), "digest %u", id);
 	if ((rc = get_str(val, "hash", what, &hash, VW)) ||
-	    (rc = get_u32_int(val, "iterations", what, 1, UINT32_MAX, &iter, VW)) ||
+	    (rc = get_u32_int(val, "iterations", what, 1, LUKS2_DIGEST_ITER_MAX, &iter, VW)) ||
 	    (rc = get_str(val, "salt", what, &salt, VW)) ||
 	    (rc = get_str(val, "digest", what, &dig, VW)))
 		return rc;
@@ -432,8 +475,8 @@ static int validate_digests(struct vstate *v)
 }
 
 /* The members only a crypt segment has. */
-static int validate_crypt_segment(struct vstate *v, const char *key, unsigned id, json_t *val,
-				  const char *what, uint64_t off, uint64_t size)
+static int validate_crypt_segment(struct vstate *v, unsigned id, json_t *val, const char *what,
+				  uint64_t off, uint64_t size)
 {
 	const char *enc, *ivt;
 	uint64_t iv;
@@ -460,12 +503,7 @@ static int validate_crypt_segment(struct vstate *v, const char *key, unsigned id
 	json_t *integ = json_object_get(val, "integrity");
 	if (integ && !json_is_object(integ))
 		return VWHY("%s: integrity is not an object", what);
-	/* covered by a digest? */
-	bool covered = false;
-	const char *dk;
-	json_t *dv;
-	json_object_foreach(v->digests, dk, dv) if (array_has_str(json_object_get(dv, "segments"), key)) covered = true;
-	if (!covered)
+	if (!v->covered[id])
 		return VWHY("crypt segment %u is not covered by any digest", id);
 	if (id < v->first_crypt) {
 		v->first_crypt = id;
@@ -512,7 +550,7 @@ static int validate_segment(struct vstate *v, const char *key, json_t *val)
 			v->cs_reencrypt = true;
 	}
 	if (!strcmp(type, "crypt")) {
-		if ((rc = validate_crypt_segment(v, key, id, val, what, off, size)))
+		if ((rc = validate_crypt_segment(v, id, val, what, off, size)))
 			return rc;
 	} else if (strcmp(type, "linear")) {
 		return VWHY("%s: unsupported segment type \"%.32s\"", what, type);
@@ -554,6 +592,37 @@ static int validate_segments(struct vstate *v)
 		return VWHY("overlapping areas: data segment %u at %llu overlaps the metadata and keyslots area (ends at %llu)",
 			    sg[0].id, (unsigned long long)sg[0].off,
 			    (unsigned long long)v->areas_end);
+	return 0;
+}
+
+/*
+ * A wrapd volume (a wrapd-vault or wrapd-conversion token) names only the
+ * cipher wrapd writes: the header is not authenticated, and whoever can write
+ * the raw disk could otherwise make the host encrypt with cipher_null.
+ */
+static int validate_wrapd_cipher(struct vstate *v)
+{
+	const char *key;
+	json_t *val;
+	json_object_foreach(v->segments, key, val)
+	{
+		unsigned id;
+		if (strcmp(json_string_value(json_object_get(val, "type")), "crypt") ||
+		    luks2_str_id(key, MAX_IDS, &id) < 0)
+			continue;
+		const char *enc = json_string_value(json_object_get(val, "encryption"));
+		char shown[48];
+		luks2_printable(shown, sizeof(shown), enc);
+		if (strcmp(enc, WRAPD_CIPHER))
+			return VWHY("segment %u: cipher \"%s\" is not allowed in a wrapd volume (only %s with a %d-bit key)",
+				    id, shown, WRAPD_CIPHER, WRAPD_VK_BYTES * 8);
+		if (v->odd_key[id])
+			return VWHY("segment %u: a keyslot gives it a key that is not %d bits; a wrapd volume uses only %s with a %d-bit key",
+				    id, WRAPD_VK_BYTES * 8, WRAPD_CIPHER, WRAPD_VK_BYTES * 8);
+		if (json_object_get(val, "integrity"))
+			return VWHY("segment %u: dm-integrity is not allowed in a wrapd volume (only %s with a %d-bit key)",
+				    id, WRAPD_CIPHER, WRAPD_VK_BYTES * 8);
+	}
 	return 0;
 }
 
@@ -638,6 +707,8 @@ int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *f, ch
 	if ((rc = validate_top(root, &st)) || (rc = validate_config(&st)) ||
 	    (rc = validate_keyslots(&st)) || (rc = validate_tokens(&st)) ||
 	    (rc = validate_digests(&st)) || (rc = validate_segments(&st)))
+		return rc;
+	if ((st.wrapd_token || st.conv_token) && (rc = validate_wrapd_cipher(&st)))
 		return rc;
 	derive_facts(&st, f);
 	return 0;

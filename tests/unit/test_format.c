@@ -410,6 +410,174 @@ static void test_corruption_json_rules(void **state)
 	}
 }
 
+/* ---- hostile wrapd headers (issue 10, items 2, 3 and 9) ----------------- */
+
+static json_t *seg0(json_t *r) { return luks2_obj_get_id(json_object_get(r, "segments"), 0); }
+static json_t *dig0(json_t *r) { return luks2_obj_get_id(json_object_get(r, "digests"), 0); }
+static json_t *wtok(json_t *r)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(r, "tokens"), k, v) if (!strcmp(json_string_value(json_object_get(v, "type")), "wrapd-vault")) return v;
+	return NULL;
+}
+static void h_cipher_null(json_t *r)
+{
+	json_object_set_new(seg0(r), "encryption", json_string("cipher_null-ecb"));
+}
+static void h_cipher_cbc(json_t *r)
+{
+	json_object_set_new(seg0(r), "encryption", json_string("aes-cbc-essiv:sha256"));
+}
+static void h_short_key(json_t *r)
+{
+	json_object_set_new(json_object_get(r, "keyslots"), "0",
+			    json_pack("{s:s, s:i, s:{s:s, s:s, s:s}}", "type", "luks2", "key_size", 32,
+				      "area", "type", "raw", "offset", "32768", "size", "4096"));
+	json_array_append_new(json_object_get(dig0(r), "keyslots"), json_string("0"));
+}
+static void h_integrity(json_t *r)
+{
+	json_object_set_new(seg0(r), "integrity",
+			    json_pack("{s:s, s:s, s:s}", "type", "hmac(sha256)", "journal_encryption",
+				      "none", "journal_integrity", "none"));
+}
+static void h_key_dotdot(json_t *r)
+{
+	json_object_set_new(wtok(r), "vault_key", json_string("../../sys/seal"));
+}
+static void h_key_slash(json_t *r) { json_object_set_new(wtok(r), "vault_key", json_string("a/b")); }
+static void h_key_escape(json_t *r)
+{
+	json_object_set_new(wtok(r), "vault_key", json_string("k\x1b[2J"));
+}
+static void h_mount_dotdot(json_t *r)
+{
+	json_object_set_new(wtok(r), "vault_mount", json_string("transit/../sys"));
+}
+static void h_mount_abs(json_t *r)
+{
+	json_object_set_new(wtok(r), "vault_mount", json_string("/sys"));
+}
+static void h_iter_max(json_t *r)
+{
+	json_object_set_new(dig0(r), "iterations", json_integer(LUKS2_DIGEST_ITER_MAX + 1));
+}
+static void h_iter_int32(json_t *r)
+{
+	json_object_set_new(dig0(r), "iterations", json_integer(INT32_MAX));
+}
+static void h_many_refs(json_t *r)
+{
+	json_t *a = json_object_get(dig0(r), "segments");
+	for (int i = 0; i < LUKS2_MAX_REFS; i++)
+		json_array_append_new(a, json_string("0"));
+}
+static void h_conversion_only_null(json_t *r)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(json_object_get(r, "tokens"), k, v)
+		json_object_set_new(v, "type", json_string("wrapd-conversion"));
+	h_cipher_null(r);
+}
+
+/* Accepted: a mount with inner '/', the iteration bound itself, and foreign
+ * (non-wrapd) headers keep any cipher. */
+static void h_mount_nested(json_t *r)
+{
+	json_object_set_new(wtok(r), "vault_mount", json_string("team-a/transit.v2"));
+}
+static void h_iter_at_max(json_t *r)
+{
+	json_object_set_new(dig0(r), "iterations", json_integer(LUKS2_DIGEST_ITER_MAX));
+}
+static void h_foreign_cbc(json_t *r)
+{
+	json_object_set_new(r, "tokens", json_object());
+	h_cipher_cbc(r);
+	h_short_key(r);
+}
+
+static void test_hostile_wrapd_header(void **state)
+{
+	(void)state;
+	struct {
+		void (*edit)(json_t *);
+		const char *needle; /* NULL: must parse */
+	} cases[] = {
+		{h_cipher_null, "segment 0: cipher \"cipher_null-ecb\" is not allowed in a wrapd volume (only aes-xts-plain64 with a 512-bit key)"},
+		{h_cipher_cbc, "cipher \"aes-cbc-essiv:sha256\" is not allowed in a wrapd volume"},
+		{h_short_key, "segment 0: a keyslot gives it a key that is not 512 bits"},
+		{h_integrity, "segment 0: dm-integrity is not allowed in a wrapd volume"},
+		{h_conversion_only_null, "cipher \"cipher_null-ecb\" is not allowed in a wrapd volume"},
+		{h_key_dotdot, "vault_key \"../../sys/seal\" is not a Transit key name"},
+		{h_key_slash, "vault_key \"a/b\" is not a Transit key name"},
+		{h_key_escape, "vault_key \"k?[2J\" is not a Transit key name"},
+		{h_mount_dotdot, "vault_mount \"transit/../sys\" is not a Transit mount path"},
+		{h_mount_abs, "vault_mount \"/sys\" is not a Transit mount path"},
+		{h_iter_max, "\"iterations\" 2000001 is out of range (1..2000000)"},
+		{h_iter_int32, "\"iterations\" 2147483647 is out of range (1..2000000)"},
+		{h_many_refs, "digest 0 segments has 33 entries; at most 32"},
+		{h_mount_nested, NULL},
+		{h_iter_at_max, NULL},
+		{h_foreign_cbc, NULL},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		char msg[WERR_MSG_MAX];
+		int rc = parse_edited(cases[i].edit, msg, sizeof(msg));
+		if (!cases[i].needle) {
+			if (rc != 0)
+				fail_msg("case %zu: rc %d, message \"%s\", wanted success", i, rc, msg);
+			continue;
+		}
+		if (rc != -EINVAL || !strstr(msg, cases[i].needle))
+			fail_msg("case %zu: rc %d, message \"%s\", wanted \"%s\"", i, rc, msg,
+				 cases[i].needle);
+		if (strchr(msg, '\x1b'))
+			fail_msg("case %zu: the message carries an escape byte", i);
+	}
+}
+
+/* A token edited in memory after the header was read is refused by
+ * wrapd_token_get too, and wrapd_token_set refuses such values. */
+static void test_token_paths_get_set(void **state)
+{
+	(void)state;
+	struct secbuf vk;
+	struct werr e = {0};
+	struct luks2_hdr *h = new_hdr(&vk);
+	set_token(h);
+	h_key_dotdot(h->json);
+	struct wrapd_token t;
+	assert_int_equal(wrapd_token_get(h, &t, NULL, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "vault_key \"../../sys/seal\" is not a Transit key name"));
+	luks2_hdr_free(h);
+	h = new_hdr(&vk);
+	struct wrapd_token bad = {.vault_addr = "", .vault_namespace = "", .vault_mount = "transit",
+				  .vault_key = "..", .key_version = 1, .ciphertext = "vault:v1:x",
+				  .context = "d3JhcGQ="};
+	assert_int_equal(wrapd_token_set(h, &bad, &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "vault_key \"..\" is not a Transit key name"));
+	assert_false(h->has_wrapd_token);
+	luks2_hdr_free(h);
+	secbuf_free(&vk);
+}
+
+static void test_uuid_canon(void **state)
+{
+	(void)state;
+	char c[37];
+	assert_int_equal(luks2_uuid_canon("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0", c), 0);
+	assert_string_equal(c, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+	assert_int_equal(luks2_uuid_canon("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", NULL), 0);
+	assert_int_equal(luks2_uuid_canon("0f1e2d3c4b5a69788796a5b4c3d2e1f0", c), -EINVAL);
+	assert_int_equal(luks2_uuid_canon("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg", c), -EINVAL);
+	assert_int_equal(luks2_uuid_canon(NULL, c), -EINVAL);
+	assert_true(luks2_uuid_valid("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"));
+	assert_false(luks2_uuid_valid("0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0"));
+}
+
 /* A valid image to damage byte-wise. */
 static uint8_t *valid_image(size_t *len, size_t *hs, char uuid[41])
 {
@@ -669,6 +837,9 @@ int main(void)
 		cmocka_unit_test(test_unknown_requirement),
 		cmocka_unit_test(test_segments_generic),
 		cmocka_unit_test(test_corruption_json_rules),
+		cmocka_unit_test(test_hostile_wrapd_header),
+		cmocka_unit_test(test_token_paths_get_set),
+		cmocka_unit_test(test_uuid_canon),
 		cmocka_unit_test(test_corruption_bytes),
 		cmocka_unit_test(test_secondary_scan),
 		cmocka_unit_test(test_file_write_recovery),
