@@ -13,7 +13,7 @@ check_PROGRAMS += tests/kernel/test_agent
 tests_kernel_test_agent_SOURCES = tests/kernel/test_agent.c
 tests_kernel_test_agent_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
 	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
-EXTRA_DIST += tests/agent/vm_agent.sh tests/agent/agentq.py
+EXTRA_DIST += tests/agent/vm_agent.sh tests/agent/agentq.py bench/agent
 
 # On this host, against the Vault double (no dm-crypt needed).
 TESTS += tests/agent/host_agent.sh

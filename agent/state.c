@@ -460,7 +460,9 @@ static void open_item_done(struct agent *a, const struct job_item *it)
 		snprintf(v->last_error, sizeof(v->last_error), "%s", it->msg);
 		alog(a->log, WLOG_ERROR, v->name, v->device, "failed", "%s", it->msg);
 	}
-	/* Removed while it was opening: close it now (agent_kick). */
+	/* Removed while it was opening: close it now (agent_kick), or forget it. */
+	if (!v->in_table && v->st != VS_OPEN)
+		vol_remove(a, v);
 }
 
 static void open_done(struct agent *a, struct job *j)

@@ -193,6 +193,18 @@ check "  ... the status shows its TTL" $Q wait "s['agent']['vault']['token_ttl']
 check "  ... and the log says so" grep -q "token file changed" "$W/agent.log"
 check "stop (token file)" stop_agent
 
+# ---- SIGTERM while a Vault call hangs: out within the stop timeout -------------------
+vapi POST /_double/fault '{"latency_ms": 60000, "path": "/v1/transit/decrypt", "count": 1}' >/dev/null
+start_agent -o agent_stop_timeout=1s
+check "a decrypt that hangs (60 s): the volumes show 'opening'" $Q wait "v['hagt-1']['state'] == 'opening'"
+kill -TERM "$agent_pid"
+for _ in $(seq 100); do kill -0 "$agent_pid" 2>/dev/null || break; sleep 0.1; done
+check "SIGTERM: out within 10 s although the Vault call would take 60 s" bash -c "! kill -0 $agent_pid 2>/dev/null"
+wait "$agent_pid"; rc=$?; agent_pid=
+check "  ... with status 0" test "$rc" = 0
+check "  ... saying a job was still running" grep -q "job was still running" "$W/agent.log"
+vapi DELETE /_double/fault >/dev/null
+
 # ---- JSON log lines ------------------------------------------------------------------------
 : >"$W/agent.log"
 start_agent --log-format json
