@@ -114,6 +114,9 @@ struct wlog {
 	const char *prog;     /* prefix, e.g. "wrapctl" */
 };
 void wlog(const struct wlog *log, enum wlog_level lvl, const char *fmt, ...) _printf_(3, 4);
+/* Whatever the sink's level (-q): for the few warnings that must never be
+ * silenced, such as TLS verification being off. */
+void wlog_always(const struct wlog *log, enum wlog_level lvl, const char *fmt, ...) _printf_(3, 4);
 #define wlog_error(l, ...) wlog((l), WLOG_ERROR, __VA_ARGS__)
 #define wlog_warn(l, ...) wlog((l), WLOG_WARN, __VA_ARGS__)
 #define wlog_info(l, ...) wlog((l), WLOG_INFO, __VA_ARGS__)

@@ -11,7 +11,10 @@
  */
 #include "vault/vault_int.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -157,6 +160,104 @@ static size_t string_end(const char *in, size_t len, size_t i)
 	return 0;
 }
 
+static int hex4(const char *p, unsigned *out)
+{
+	unsigned v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = p[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned)(c - 'A' + 10);
+		else
+			return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * Decodes the body of a JSON string (between the quotes, raw[0..n)) as a
+ * JSON parser would: every escape, \uXXXX (with surrogate pairs) as UTF-8.
+ * The result is never longer than n. -EINVAL for what jansson would reject.
+ */
+static int json_unescape(const char *raw, size_t n, char *out, size_t *outlen)
+{
+	size_t o = 0;
+	for (size_t j = 0; j < n; j++) {
+		char c = raw[j];
+		if (c != '\\') {
+			out[o++] = c;
+			continue;
+		}
+		if (++j >= n)
+			return -EINVAL;
+		static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+		const char *f = strchr(from, raw[j]);
+		if (f && raw[j]) {
+			out[o++] = to[f - from];
+			continue;
+		}
+		unsigned cp, lo;
+		if (raw[j] != 'u' || j + 4 >= n + 0 || hex4(raw + j + 1, &cp) < 0)
+			return -EINVAL;
+		j += 4;
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return -EINVAL; /* a lone low surrogate */
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			if (j + 6 >= n || raw[j + 1] != '\\' || raw[j + 2] != 'u' ||
+			    hex4(raw + j + 3, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
+				return -EINVAL;
+			j += 6;
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+		}
+		if (cp < 0x80) {
+			out[o++] = (char)cp;
+		} else if (cp < 0x800) {
+			out[o++] = (char)(0xc0 | (cp >> 6));
+			out[o++] = (char)(0x80 | (cp & 0x3f));
+		} else if (cp < 0x10000) {
+			out[o++] = (char)(0xe0 | (cp >> 12));
+			out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+			out[o++] = (char)(0x80 | (cp & 0x3f));
+		} else {
+			out[o++] = (char)(0xf0 | (cp >> 18));
+			out[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+			out[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+			out[o++] = (char)(0x80 | (cp & 0x3f));
+		}
+	}
+	*outlen = o;
+	return 0;
+}
+
+/* Whether the JSON string in[i..e) (quotes included) names one of keys, as
+ * jansson would read it: "plain\u0074ext" is "plaintext". <0 on a bad escape. */
+static int is_secret_key(const char *in, size_t i, size_t e, const char *const *keys)
+{
+	char name[128];
+	size_t n = e - i - 2, nl;
+	if (!keys)
+		return 0;
+	if (n >= sizeof(name)) {
+		/* Escapes never make a string longer, and no secret key is this
+		 * long even spelt with \u escapes only (6 bytes a character). */
+		for (const char *const *k = keys; *k; k++)
+			if (strlen(*k) * 6 >= n)
+				return -EINVAL; /* cannot happen for wrapd's short keys */
+		return 0;
+	}
+	if (json_unescape(in + i + 1, n, name, &nl) < 0)
+		return -EINVAL;
+	for (const char *const *k = keys; *k; k++)
+		if (strlen(*k) == nl && !memcmp(name, *k, nl))
+			return 1;
+	return 0;
+}
+
 int vault_json_extract_secrets(const char *in, size_t len, const char *const *keys, char **out,
 			       struct secbuf *secrets, size_t max_secrets, size_t *nsecrets)
 {
@@ -186,11 +287,10 @@ int vault_json_extract_secrets(const char *in, size_t len, const char *const *ke
 		size_t k = e;
 		while (k < len && isspace((unsigned char)in[k]))
 			k++;
-		bool secret = false;
-		if (k < len && in[k] == ':' && keys) {
-			for (const char *const *key = keys; *key; key++)
-				if (strlen(*key) == e - i - 2 && !memcmp(in + i + 1, *key, e - i - 2))
-					secret = true;
+		int secret = 0;
+		if (k < len && in[k] == ':' && (secret = is_secret_key(in, i, e, keys)) < 0) {
+			rc = -EINVAL;
+			goto fail;
 		}
 		i = e;
 		if (!secret)
@@ -198,8 +298,14 @@ int vault_json_extract_secrets(const char *in, size_t len, const char *const *ke
 		size_t v = k + 1;
 		while (v < len && isspace((unsigned char)in[v]))
 			v++;
-		if (v >= len || in[v] != '"')
-			continue; /* null or another type: nothing secret to move */
+		if (v + 4 <= len && !memcmp(in + v, "null", 4))
+			continue; /* nothing secret to move */
+		if (v >= len || in[v] != '"') {
+			/* A number, object or array where a secret belongs: jansson
+			 * would hold whatever is inside it. Refuse the answer. */
+			rc = -EINVAL;
+			goto fail;
+		}
 		size_t ve = string_end(in, len, v);
 		if (!ve) {
 			rc = -EINVAL;
@@ -263,6 +369,60 @@ void vault_response_clear(struct vault_response *r)
 		secbuf_free(&r->secrets[i]);
 	free(r->secrets);
 	memset(r, 0, sizeof(*r));
+}
+
+/* Scheme, host and port of a URL (default port filled in), lowercased. */
+static int url_origin(const char *url, char *buf, size_t n)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	int rc = -EINVAL;
+	if (u && !curl_url_set(u, CURLUPART_URL, url, 0) &&
+	    !curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) &&
+	    !curl_url_get(u, CURLUPART_HOST, &host, 0) &&
+	    !curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT)) {
+		int w = snprintf(buf, n, "%s://%s:%s", scheme, host, port);
+		if (w > 0 && (size_t)w < n) {
+			for (char *p = buf; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			rc = 0;
+		}
+	}
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+bool vault_same_origin(const char *a, const char *b)
+{
+	char oa[1200], ob[1200];
+	return !url_origin(a, oa, sizeof(oa)) && !url_origin(b, ob, sizeof(ob)) && !strcmp(oa, ob);
+}
+
+bool vault_addr_is_loopback(const char *url)
+{
+	CURLU *u = curl_url();
+	char *host = NULL;
+	bool loop = false;
+	if (u && !curl_url_set(u, CURLUPART_URL, url, 0) &&
+	    !curl_url_get(u, CURLUPART_HOST, &host, 0)) {
+		struct in_addr a4;
+		struct in6_addr a6;
+		size_t hl = strlen(host);
+		if (!strcasecmp(host, "localhost"))
+			loop = true;
+		else if (inet_pton(AF_INET, host, &a4) == 1)
+			loop = (ntohl(a4.s_addr) >> 24) == 127;
+		else if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+			host[hl - 1] = '\0';
+			loop = inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+		}
+	}
+	curl_free(host);
+	curl_url_cleanup(u);
+	return loop;
 }
 
 /* ------------------------------------------------------------ the transfer */
@@ -564,6 +724,13 @@ int vault_http(struct vault_client *vc, const struct vault_request *req,
 				a.cc = CURLE_UNSUPPORTED_PROTOCOL;
 				break;
 			}
+			if (!vault_same_origin(url, a.location)) {
+				snprintf(a.errbuf, sizeof(a.errbuf),
+					 "refusing a redirect to another server (%.120s); the token goes only to vault_addr",
+					 a.location);
+				a.cc = CURLE_UNSUPPORTED_PROTOCOL;
+				break;
+			}
 			wlog_info(vc->log, "vault: %s %s: 307: following the redirect to %.200s",
 				  req->method, req->path, a.location);
 			free(redirect);
@@ -664,16 +831,13 @@ int vault_client_new_ex(const struct vault_config *cfg, const struct wlog *log,
 		vault_client_free(vc);
 		return werr_set(err, -ENOMEM, "vault: curl_easy_init failed");
 	}
+	/* Never silenced by -q: these say that keys may be readable on the way. */
 	if (vc->cfg.skip_verify && !strncmp(vc->cfg.addr, "https://", 8))
-		wlog_warn(log, "vault: VAULT_SKIP_VERIFY is set: the TLS certificate of %s is NOT verified; anyone on the path can read the keys",
-			  vc->cfg.addr);
-	if (!strncmp(vc->cfg.addr, "http://", 7)) {
-		const char *h = vc->cfg.addr + 7;
-		bool loop = !strncmp(h, "127.", 4) || !strncmp(h, "localhost", 9) || !strncmp(h, "[::1]", 5);
-		if (!loop)
-			wlog_warn(log, "vault: %s is plain http: keys would cross the network unencrypted",
-				  vc->cfg.addr);
-	}
+		wlog_always(log, WLOG_WARN, "vault: VAULT_SKIP_VERIFY is set: the TLS certificate of %s is NOT verified; anyone on the path can read the keys",
+			    vc->cfg.addr);
+	if (!strncmp(vc->cfg.addr, "http://", 7) && !vault_addr_is_loopback(vc->cfg.addr))
+		wlog_always(log, WLOG_WARN, "vault: %s is plain http: keys would cross the network unencrypted",
+			    vc->cfg.addr);
 	*out = vc;
 	return 0;
 }

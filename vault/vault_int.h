@@ -58,6 +58,12 @@ int vault_json_extract_secrets(const char *in, size_t len, const char *const *ke
 			       struct secbuf *secrets, size_t max_secrets, size_t *nsecrets);
 /* Resolves a "#k" placeholder from vault_json_extract_secrets. */
 struct secbuf *vault_secret_ref(json_t *v, struct secbuf *secrets, size_t nsecrets);
+/* Same scheme, host and port (default ports filled in), from libcurl's URL
+ * parser: the only redirects followed, since each carries the token. */
+bool vault_same_origin(const char *a, const char *b);
+/* http:// to 127.0.0.0/8, ::1 or localhost (the parsed host, not a prefix:
+ * http://localhost.example.com is not loopback). */
+bool vault_addr_is_loopback(const char *url);
 
 /* ---- the client ---- */
 struct vault_client {

@@ -318,6 +318,15 @@ static void skip_verify_works_and_warns(void **state)
 	assert_non_null(strstr(logtext, "test: warning: vault: VAULT_SKIP_VERIFY is set"));
 	assert_non_null(strstr(logtext, "NOT verified"));
 	free(logtext);
+
+	/* -q (errors only) must not hide it (issue 10 item 8). */
+	logf = open_memstream(&logtext, &loglen);
+	struct wlog q = {.out = logf, .level = WLOG_ERROR, .prog = "test"};
+	vc = client_for(&cfg, &ft, &q);
+	vault_client_free(vc);
+	fclose(logf);
+	assert_non_null(strstr(logtext, "test: warning: vault: VAULT_SKIP_VERIFY is set"));
+	free(logtext);
 	vault_config_free(&cfg);
 }
 
@@ -866,6 +875,30 @@ static void batch_decrypt_names_the_bad_item(void **state)
 	vault_config_free(&cfg);
 }
 
+/* Log entries as "listener status fault" lines. */
+static char *log_listeners(const char *addr)
+{
+	json_t *lg = ctl(addr, "GET", "/_double/log", NULL, NULL, NULL);
+	json_t *r;
+	size_t i, len = 0;
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, &len);
+	json_array_foreach(json_object_get(lg, "requests"), i, r) {
+		const char *fault = json_string_value(json_object_get(r, "fault"));
+		fprintf(f, "%s %lld %s\n", json_string_value(json_object_get(r, "listener")),
+			(long long)json_integer_value(json_object_get(r, "status")), fault ? fault : "-");
+	}
+	fclose(f);
+	json_decref(lg);
+	return buf;
+}
+
+/*
+ * A 307 to the same scheme, host and port (a standby answering for itself)
+ * is followed, once. Since issue 10 item 8, a 307 anywhere else is refused:
+ * this test used to follow one to the double's redirect listener (another
+ * port); redirect_elsewhere_refused now checks that it is refused.
+ */
 static void one_redirect_followed(void **state)
 {
 	(void)state;
@@ -878,23 +911,144 @@ static void one_redirect_followed(void **state)
 	_cleanup_free_ char *ctx = uuid_ctx(20);
 	_cleanup_free_ char *ct = roundtrip(vc, ctx);
 	ctl0(D1, "POST", "/_double/log/clear", "{}");
-	ctl0(D1, "POST", "/_double/fault", "{\"redirect\":true,\"count\":1,\"path\":\"/v1/transit/decrypt/\"}");
+	ctl0(D1, "POST", "/_double/fault", "{\"redirect_to\":\"self\",\"count\":1,\"path\":\"/v1/transit/decrypt/\"}");
 	struct secbuf pt = {0};
 	assert_int_equal(vault_decrypt(vc, ct, ctx, &pt, &err), 0);
 	assert_int_equal(pt.len, 64);
 	secbuf_free(&pt);
-	json_t *lg = ctl(D1, "GET", "/_double/log", NULL, NULL, NULL);
-	json_t *reqs = json_object_get(lg, "requests");
-	assert_int_equal(json_array_size(reqs), 2);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(reqs, 0), "status")), 307);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(reqs, 0), "listener")), "main");
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(reqs, 1), "status")), 200);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(reqs, 1), "listener")), "redirect");
+	_cleanup_free_ char *seq = log_listeners(D1);
+	assert_string_equal(seq, "main 307 redirect\n"
+				 "main 200 -\n");
 	assert_int_equal(ft.nsleeps, 0);
-	json_decref(lg);
 	vault_client_free(vc);
 	vault_config_free(&cfg);
 	(void)D1_REDIRECT;
+}
+
+/* One refused redirect: the error names it, and nothing followed it. */
+static void expect_redirect_refused(const char *addr, const char *fault, const char *location)
+{
+	reset_double(addr);
+	struct vault_config cfg;
+	struct werr err = {0};
+	cfg_for(&cfg, addr);
+	struct fake_time ft = {0};
+	struct vault_client *vc = client_for(&cfg, &ft, &quiet);
+	assert_int_equal(vault_require_derived_key(vc, &err), 0); /* before the fault */
+	ctl0(addr, "POST", "/_double/log/clear", "{}");
+	ctl0(addr, "POST", "/_double/fault", fault);
+	_cleanup_free_ char *ctx = uuid_ctx(23);
+	struct secbuf pt = {0};
+	int rc = vault_decrypt(vc, "vault:v1:AAAA", ctx, &pt, &err);
+	assert_true(rc < 0);
+	char want[600];
+	snprintf(want, sizeof(want), "refusing a redirect to another server (%s", location);
+	if (!strstr(err.msg, "vault: POST transit/decrypt/wrapd: ") || !strstr(err.msg, want))
+		fail_msg("'%s', wanted '%s'", err.msg, want);
+	assert_int_equal(ft.nsleeps, 0);
+	_cleanup_free_ char *seq = log_seq(addr, NULL);
+	assert_string_equal(seq, "POST /v1/transit/decrypt/wrapd -> 307 (fault redirect)\n");
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+}
+
+/* Issue 10 item 8: a redirect would re-send the token wherever it points. */
+static void redirect_elsewhere_refused(void **state)
+{
+	(void)state;
+	const char *d1port = strrchr(D1, ':') + 1, *d2port = strrchr(D2_HTTP, ':') + 1;
+	char fault[300], loc[200];
+	/* Another port of the same host (the double's redirect listener, https). */
+	snprintf(loc, sizeof(loc), "%s/v1/transit/decrypt/wrapd", D1_REDIRECT);
+	expect_redirect_refused(D1, "{\"redirect\":true,\"count\":1,\"path\":\"/v1/transit/decrypt/\"}",
+				loc);
+	/* Another host name for the same address and port (the certificate
+	 * covers it, so only the origin check stands in the way). */
+	snprintf(fault, sizeof(fault),
+		 "{\"redirect_to\":\"https://localhost:%s\",\"count\":1,\"path\":\"/v1/transit/decrypt/\"}",
+		 d1port);
+	snprintf(loc, sizeof(loc), "https://localhost:%s/", d1port);
+	expect_redirect_refused(D1, fault, loc);
+	/* http -> http to another host. */
+	snprintf(fault, sizeof(fault),
+		 "{\"redirect_to\":\"http://localhost:%s\",\"count\":1,\"path\":\"/v1/transit/decrypt/\"}",
+		 d2port);
+	snprintf(loc, sizeof(loc), "http://localhost:%s/", d2port);
+	expect_redirect_refused(D2_HTTP, fault, loc);
+}
+
+/*
+ * Issue 10 item 8: answers whose keys are spelt with \u escapes
+ * ("plaintex\u0074", "client_toke\u006e"): the secrets are still found (and
+ * so never reach jansson), for decrypt, datakey and an AppRole login.
+ */
+static void escaped_keys_in_answers(void **state)
+{
+	(void)state;
+	reset_double(D1);
+	struct vault_config cfg;
+	struct werr err = {0};
+	cfg_for(&cfg, D1);
+	struct fake_time ft = {0};
+	struct vault_client *vc = client_for(&cfg, &ft, &quiet);
+	_cleanup_free_ char *ctx = uuid_ctx(24);
+	_cleanup_free_ char *ct = roundtrip(vc, ctx);
+	struct secbuf ref = {0}, pt = {0};
+	assert_int_equal(vault_decrypt(vc, ct, ctx, &ref, &err), 0);
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+	ctl0(D1, "POST", "/_double/fault", "{\"escape_keys\":true,\"count\":1,\"path\":\"/v1/transit/decrypt/\"}");
+	if (vault_decrypt(vc, ct, ctx, &pt, &err) < 0)
+		fail_msg("decrypt with escaped keys: %s", err.msg);
+	assert_int_equal(pt.len, 64);
+	assert_int_equal(ct_memcmp(pt.data, ref.data, 64), 0);
+	secbuf_free(&pt);
+	ctl0(D1, "POST", "/_double/fault", "{\"escape_keys\":true,\"count\":1,\"path\":\"/v1/transit/datakey/\"}");
+	char *ct2 = NULL;
+	if (vault_datakey(vc, ctx, 512, &pt, &ct2, NULL, &err) < 0)
+		fail_msg("datakey with escaped keys: %s", err.msg);
+	assert_int_equal(pt.len, 64);
+	assert_int_equal(vault_decrypt(vc, ct2, ctx, &ref, &err), 0);
+	assert_int_equal(ct_memcmp(pt.data, ref.data, 64), 0);
+	secbuf_free(&pt);
+	secbuf_free(&ref);
+	free(ct2);
+	_cleanup_free_ char *seq = log_seq(D1, NULL);
+	assert_string_equal(seq, "POST /v1/transit/decrypt/wrapd -> 200 (fault escape_keys)\n"
+				 "POST /v1/transit/datakey/plaintext/wrapd -> 200 (fault escape_keys)\n"
+				 "POST /v1/transit/decrypt/wrapd -> 200\n");
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+
+	/* A login answer with "client_toke\u006e": the token is found. */
+	policy_and_role_setup(D1);
+	json_decref(ctl(D1, "POST", "/v1/auth/approle/role/esc-node",
+			"{\"token_policies\":[\"wrapd\"],\"token_ttl\":600,\"secret_id_ttl\":0}", ROOT, NULL));
+	json_t *rid = ctl(D1, "GET", "/v1/auth/approle/role/esc-node/role-id", NULL, ROOT, NULL);
+	json_t *sid = ctl(D1, "POST", "/v1/auth/approle/role/esc-node/secret-id", "{}", ROOT, NULL);
+	char sidfile[512];
+	snprintf(sidfile, sizeof(sidfile), "%s/esc-secret-id", TMP);
+	write_secret(sidfile, json_string_value(json_object_get(json_object_get(sid, "data"), "secret_id")));
+	cfg_for(&cfg, D1);
+	free(cfg.token);
+	cfg.token = NULL;
+	assert_int_equal(vault_config_set(&cfg, "vault_auth", "approle", &err), 0);
+	assert_int_equal(vault_config_set(&cfg, "vault_role_id",
+					  json_string_value(json_object_get(json_object_get(rid, "data"), "role_id")),
+					  &err), 0);
+	assert_int_equal(vault_config_set(&cfg, "vault_secret_id_file", sidfile, &err), 0);
+	vc = client_for(&cfg, &ft, &quiet);
+	ctl0(D1, "POST", "/_double/log/clear", "{}");
+	ctl0(D1, "POST", "/_double/fault", "{\"escape_keys\":true,\"count\":1,\"path\":\"/v1/auth/approle/login\"}");
+	struct vault_key_info ki;
+	if (vault_key_info(vc, &ki, &err) < 0)
+		fail_msg("after a login with escaped keys: %s", err.msg);
+	_cleanup_free_ char *seq2 = log_seq(D1, NULL);
+	assert_string_equal(seq2, "POST /v1/auth/approle/login -> 200 (fault escape_keys)\n"
+				  "GET /v1/transit/keys/wrapd -> 200\n");
+	vault_client_free(vc);
+	vault_config_free(&cfg);
+	json_decref(rid);
+	json_decref(sid);
 }
 
 static void https_to_http_redirect_refused(void **state)
@@ -1068,6 +1222,8 @@ int main(void)
 		cmocka_unit_test(steady_state_and_timer_upkeep),
 		cmocka_unit_test(batch_decrypt_names_the_bad_item),
 		cmocka_unit_test(one_redirect_followed),
+		cmocka_unit_test(redirect_elsewhere_refused),
+		cmocka_unit_test(escaped_keys_in_answers),
 		cmocka_unit_test(https_to_http_redirect_refused),
 		cmocka_unit_test(plain_http_works),
 		cmocka_unit_test(non_derived_and_missing_keys_refused),

@@ -359,6 +359,127 @@ static void secrets_extracted_before_parsing(void **state)
 						    secrets, 8, &n), -EINVAL);
 }
 
+/* Issue 10 item 8: keys spelt with escapes are secret keys too; a secret key
+ * with a non-string value refuses the answer; jansson never sees a secret. */
+static void escaped_secret_keys(void **state)
+{
+	(void)state;
+	static const char *const keys[] = {"plaintext", "client_token", NULL};
+	static const char *const found[] = {
+		"{\"data\":{\"plain\\u0074ext\":\"QUJDRA==\"}}",
+		"{\"data\":{\"\\u0070\\u006C\\u0061\\u0069\\u006e\\u0074\\u0065\\u0078\\u0074\" :\"QUJDRA==\"}}",
+		"{\"data\":{\"plaintex\\u0074\":\"QUJDRA==\",\"ciphertex\\u0074\":\"vault:v1:x\"}}",
+		"{\"auth\":{\"client\\u005ftoken\":\"QUJDRA==\"}}",
+		"{\"auth\":{\"client_toke\\u006E\":\"QUJDRA==\"}}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(found); i++) {
+		struct secbuf secrets[4];
+		size_t n = 0;
+		char *out = NULL;
+		int rc = vault_json_extract_secrets(found[i], strlen(found[i]), keys, &out, secrets, 4, &n);
+		if (rc != 0 || n != 1)
+			fail_msg("case %zu: rc %d, %zu secrets", i, rc, n);
+		assert_null(strstr(out, "QUJD"));
+		assert_string_equal((char *)secrets[0].data, "QUJDRA==");
+		json_t *j = json_loads(out, JSON_REJECT_DUPLICATES, NULL);
+		assert_non_null(j);
+		json_t *o = json_object_get(j, i == 3 || i == 4 ? "auth" : "data");
+		struct secbuf *p = vault_secret_ref(json_object_get(o, i == 3 || i == 4 ? "client_token" : "plaintext"),
+						    secrets, n);
+		assert_ptr_equal(p, &secrets[0]);
+		json_decref(j);
+		free(out);
+		secbuf_free(&secrets[0]);
+	}
+	/* Not a secret key once decoded: left alone (jansson reads a different key). */
+	static const char *const other[] = {
+		"{\"plaintext\\u0000\":\"x\"}", "{\"plain\\u0074exts\":\"x\"}", "{\"\\ud83d\\ude00\":\"x\"}",
+		"{\"x\":\"plain\\u0074ext\"}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(other); i++) {
+		struct secbuf secrets[4];
+		size_t n = 9;
+		char *out = NULL;
+		assert_int_equal(vault_json_extract_secrets(other[i], strlen(other[i]), keys, &out, secrets, 4, &n), 0);
+		assert_int_equal(n, 0);
+		assert_string_equal(out, other[i]);
+		free(out);
+	}
+	/* Refused: a secret key holding something else than a string or null,
+	 * and escapes that no JSON parser accepts in a key. */
+	static const char *const refused[] = {
+		"{\"plaintext\":[\"QUJDRA==\"]}", "{\"plain\\u0074ext\":{\"a\":\"QUJDRA==\"}}",
+		"{\"plaintext\":12}", "{\"plaintext\":true}",
+		"{\"plain\\u00zzext\":\"x\"}", "{\"plain\\q\":\"x\"}", "{\"\\ud83d\":\"x\"}",
+		"{\"\\ude00x\":\"x\"}", "{\"plain\\u007\":\"x\"}",
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+		struct secbuf secrets[4];
+		size_t n = 0;
+		char *out = NULL;
+		int rc = vault_json_extract_secrets(refused[i], strlen(refused[i]), keys, &out, secrets, 4, &n);
+		if (rc != -EINVAL)
+			fail_msg("case %zu (%s): rc %d", i, refused[i], rc);
+		assert_null(out);
+		assert_int_equal(n, 0);
+	}
+}
+
+static void loopback_and_origin(void **state)
+{
+	(void)state;
+	static const struct { const char *url; bool loop; } l[] = {
+		{"http://127.0.0.1:8200", true}, {"http://127.1.2.3", true}, {"http://localhost:8200", true},
+		{"http://LOCALHOST:1/", true}, {"http://[::1]:8200", true},
+		{"http://localhost.example.com:8200", false}, {"http://127.0.0.1.nip.io", false},
+		{"http://127evil.example", false}, {"http://localhostx", false},
+		{"http://localhost@evil.example", false}, {"http://128.0.0.1", false},
+		{"http://[::2]", false}, {"http://10.0.0.1", false}, {"not a url", false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(l); i++)
+		if (vault_addr_is_loopback(l[i].url) != l[i].loop)
+			fail_msg("%s: loopback should be %d", l[i].url, l[i].loop);
+	static const struct { const char *a, *b; bool same; } o[] = {
+		{"https://v:8200/v1/x", "https://v:8200/v1/y?z", true},
+		{"https://V:8200/v1/x", "https://v:8200/", true},
+		{"https://v/v1/x", "https://v:443/v1/x", true},
+		{"https://v:8200/v1/x", "https://v:8201/v1/x", false},
+		{"https://v:8200/v1/x", "http://v:8200/v1/x", false},
+		{"http://v:8200/v1/x", "http://w:8200/v1/x", false},
+		{"http://127.0.0.1:8200/v1/x", "http://localhost:8200/v1/x", false},
+		{"https://v:8200/v1/x", "https://v:8200@evil:8200/v1/x", false},
+		{"https://v:8200/v1/x", "garbage", false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(o); i++)
+		if (vault_same_origin(o[i].a, o[i].b) != o[i].same)
+			fail_msg("%s vs %s: same origin should be %d", o[i].a, o[i].b, o[i].same);
+	/* The client warns (even with -q, errors only) for a plain-http
+	 * address that only looks like loopback, and not for a real one. */
+	for (int k = 0; k < 2; k++) {
+		char *text = NULL;
+		size_t tl = 0;
+		FILE *f = open_memstream(&text, &tl);
+		struct wlog q = {.out = f, .level = WLOG_ERROR, .prog = "t"};
+		struct vault_config cfg;
+		struct werr err = {0};
+		vault_config_defaults(&cfg);
+		assert_int_equal(vault_config_set(&cfg, "vault_addr",
+						  k ? "http://127.0.0.1:8200" : "http://localhost.example.com:8200",
+						  &err), 0);
+		assert_int_equal(vault_config_finish(&cfg, &err), 0);
+		struct vault_client *vc = NULL;
+		assert_int_equal(vault_client_new(&cfg, &q, &vc, &err), 0);
+		vault_client_free(vc);
+		vault_config_free(&cfg);
+		fclose(f);
+		if (k)
+			assert_string_equal(text, "");
+		else
+			assert_string_equal(text, "t: warning: vault: http://localhost.example.com:8200 is plain http: keys would cross the network unencrypted\n");
+		free(text);
+	}
+}
+
 static void context_for_uuid(void **state)
 {
 	(void)state;
@@ -405,6 +526,8 @@ int main(void)
 		cmocka_unit_test(retry_decisions),
 		cmocka_unit_test(backoff_is_linear_with_jitter),
 		cmocka_unit_test(secrets_extracted_before_parsing),
+		cmocka_unit_test(escaped_secret_keys),
+		cmocka_unit_test(loopback_and_origin),
 		cmocka_unit_test(context_for_uuid),
 		cmocka_unit_test(path_parts),
 	};

@@ -149,6 +149,9 @@ VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st9.o
 [ $? -ne 0 ] || { echo "vault-client.sh: FAIL: a group-writable config was accepted" >&2; rc=1; }
 check "group-writable config refused" "$T/st9.out" "wrapd.conf: is group-writable; .*run 'chown root:root $T/wrapd.conf && chmod go-w $T/wrapd.conf'"
 chmod go-w "$T/wrapd.conf"
+# -q (errors only) does not hide that TLS verification is off (issue 10 item 8).
+VAULT_SKIP_VERIFY=true VAULT_TOKEN=$VT_ROOT "$wrapctl" -q --config "$T/wrapd.conf" vault status >"$T/st10.out" 2>&1
+check "-q keeps the skip-verify warning" "$T/st10.out" "warning: vault: VAULT_SKIP_VERIFY is set"
 # The wrong CA: a clear TLS error, not a hang or a retry loop.
 VAULT_CACERT=$VT_OTHER_CA VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st5.out" 2>&1
 [ $? -ne 0 ] || { echo "vault-client.sh: FAIL: wrong CA accepted" >&2; rc=1; }

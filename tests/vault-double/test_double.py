@@ -849,6 +849,42 @@ class TestFaults(Base):
         self.assertEqual([(e["listener"], e["status"], e["fault"]) for e in log[-2:]],
                          [("main", 307, "redirect"), ("redirect", 200, None)])
 
+    def test_redirect_to(self):
+        ctl("POST", "log/clear")
+        ctl("POST", "fault", {"redirect_to": "self", "count": 1, "path": "/v1/sys/health"})
+        st, _, h = C.get("/v1/sys/health")
+        self.assertEqual(st, 307)
+        self.assertEqual(h["Location"], "http://127.0.0.1:%d/v1/sys/health" % D.port)
+        self.assertEqual(C.get("/v1/sys/health")[0], 200)  # the fault is used up
+        ctl("POST", "fault", {"redirect_to": "http://localhost:%d" % D.port, "count": 1,
+                              "path": "/v1/sys/health"})
+        st, _, h = C.get("/v1/sys/health?a=b")
+        self.assertEqual((st, h["Location"]),
+                         (307, "http://localhost:%d/v1/sys/health?a=b" % D.port))
+        log = ctl("GET", "log")["requests"]
+        self.assertEqual([e["fault"] for e in log[-3:]], ["redirect", None, "redirect"])
+        c = Client("http://127.0.0.1:%d" % D.port)
+        for bad in ("ftp://x", "http://x/path", "", 5, "http://a b"):
+            self.assertEqual(c.post("/_double/fault", {"redirect_to": bad})[0], 400, bad)
+
+    def test_escape_keys(self):
+        ct = C.ok("POST", "/v1/transit/encrypt/wrapd",
+                  {"plaintext": b64(b"x"), "context": b64(b"c")})["data"]["ciphertext"]
+        ctl("POST", "fault", {"escape_keys": True, "count": 1, "path": "/v1/transit/decrypt/"})
+        raw = urllib.request.Request("http://127.0.0.1:%d/v1/transit/decrypt/wrapd" % D.port,
+                                     data=json.dumps({"ciphertext": ct,
+                                                      "context": b64(b"c")}).encode(),
+                                     method="POST", headers={"X-Vault-Token": D.root})
+        with urllib.request.urlopen(raw, timeout=30) as r:
+            text = r.read().decode()
+        self.assertIn('"plaintex\\u0074": "%s"' % b64(b"x"), text)
+        self.assertNotIn('"plaintext"', text)
+        self.assertEqual(json.loads(text)["data"]["plaintext"], b64(b"x"))
+        self.assertEqual(ctl("GET", "log")["requests"][-1]["fault"], "escape_keys")
+        # used up: the next answer is spelt plainly again
+        d = C.ok("POST", "/v1/transit/decrypt/wrapd", {"ciphertext": ct, "context": b64(b"c")})
+        self.assertEqual(d["data"]["plaintext"], b64(b"x"))
+
     def test_latency(self):
         ctl("POST", "fault", {"latency_ms": 50, "count": 1})
         self.assertEqual(C.get("/v1/transit/keys/wrapd")[0], 200)
