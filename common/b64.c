@@ -50,11 +50,14 @@ int b64_decode(const char *src, size_t srclen, uint8_t *out, size_t cap, size_t 
 		need--;
 	if (need > cap)
 		return -ENOBUFS;
+	/* v and x hold key bits: one copy each, wiped on every way out. */
+	int v[4];
+	uint32_t x = 0;
+	int rc = 0;
 	size_t j = 0;
-	for (size_t i = 0; i < srclen; i += 4) {
-		int v[4];
+	for (size_t i = 0; i < srclen && !rc; i += 4) {
 		bool last = i + 4 == srclen;
-		for (int k = 0; k < 4; k++) {
+		for (int k = 0; k < 4 && !rc; k++) {
 			char c = src[i + k];
 			if (c == '=' && last && k >= 2) {
 				v[k] = -2;
@@ -62,19 +65,24 @@ int b64_decode(const char *src, size_t srclen, uint8_t *out, size_t cap, size_t 
 			}
 			v[k] = b64_val(c);
 			if (v[k] < 0)
-				return -EINVAL;
+				rc = -EINVAL;
 		}
-		if (v[2] == -2 && v[3] != -2)
-			return -EINVAL;
-		uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
-			     (uint32_t)(v[2] < 0 ? 0 : v[2]) << 6 | (uint32_t)(v[3] < 0 ? 0 : v[3]);
+		if (!rc && v[2] == -2 && v[3] != -2)
+			rc = -EINVAL;
+		if (rc)
+			break;
+		x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 |
+		    (uint32_t)(v[2] < 0 ? 0 : v[2]) << 6 | (uint32_t)(v[3] < 0 ? 0 : v[3]);
 		out[j++] = x >> 16;
 		if (v[2] >= 0)
 			out[j++] = (x >> 8) & 0xff;
 		if (v[3] >= 0)
 			out[j++] = x & 0xff;
-		explicit_bzero(&x, sizeof(x));
 	}
+	explicit_bzero(v, sizeof(v));
+	explicit_bzero(&x, sizeof(x));
+	if (rc)
+		return rc;
 	*outlen = j;
 	return 0;
 }

@@ -115,11 +115,66 @@ static void werr_formats(void **state)
 	assert_int_not_equal(ct_memcmp("abc", "abd", 3), 0);
 }
 
+/*
+ * Issue 10 item 9: Base64 decoding must not leave the last key bytes on the
+ * stack (the 6-bit values of the last quantum, or the 24-bit group). The
+ * probe: decode in one frame, then look through the stack memory that frame
+ * used, from a second frame at the same depth that reads its own
+ * uninitialised array. Whether the old code left them depends on the
+ * compiler keeping v[] in memory: at -O2 with and without the sanitizers (this
+ * tree's builds) it did, and this test failed.
+ */
+#define PROBE_BYTES 16384
+static __attribute__((noinline)) int decode_here(const char *b64, struct secbuf *out)
+{
+	return b64_decode_secure(b64, strlen(b64), out);
+}
+
+static __attribute__((noinline, no_sanitize_address)) size_t stack_find(const uint8_t *pat,
+									   size_t n)
+{
+	uint8_t probe[PROBE_BYTES];
+	/* Hide from the compiler that the array was never written: it holds
+	 * whatever the frames before this one left there. */
+	volatile uint8_t *p = probe;
+	__asm__ volatile("" : "+r"(p) : : "memory");
+	size_t hits = 0;
+	for (size_t i = 0; i + n <= PROBE_BYTES; i++) {
+		size_t k = 0;
+		while (k < n && p[i + k] == pat[k])
+			k++;
+		hits += k == n;
+	}
+	return hits;
+}
+
+static void b64_leaves_no_key_on_stack(void **state)
+{
+	(void)state;
+	/* The last quantum "qx/B" is 6-bit values 42, 49, 63, 1: the last key
+	 * bytes 0xab 0x1f 0xc1. */
+	const char *b64 = "AAAAqx/B";
+	const int32_t v[4] = {42, 49, 63, 1};
+	const uint8_t x[4] = {0xc1, 0x1f, 0xab, 0x00}; /* the 24-bit group, little-endian */
+	struct secbuf out = {0};
+	assert_int_equal(decode_here(b64, &out), 0);
+	assert_int_equal(out.len, 6);
+	assert_int_equal(out.data[3], 0xab);
+	assert_int_equal(out.data[5], 0xc1);
+	size_t hv = stack_find((const uint8_t *)v, sizeof(v));
+	size_t hx = stack_find(x, sizeof(x));
+	secbuf_free(&out);
+	if (hv || hx)
+		fail_msg("after decoding, the stack holds the last quantum %zu time(s) and the last group %zu time(s)",
+			 hv, hx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(b64_roundtrip),
 		cmocka_unit_test(b64_rejects_bad_input),
+		cmocka_unit_test(b64_leaves_no_key_on_stack),
 		cmocka_unit_test(secbuf_is_locked_and_grows),
 		cmocka_unit_test(parse_u64_strict),
 		cmocka_unit_test(file_atomic_roundtrip),
