@@ -15,6 +15,7 @@ struct wrapctl_ctx {
 	bool json;                 /* --json given before the command */
 	const char *vault_mount;   /* --vault-mount, NULL = config/default */
 	const char *vault_key;     /* --vault-key, NULL = config/default */
+	const char *vault_addr;    /* --vault-addr, NULL = config/VAULT_ADDR */
 };
 
 struct wrapctl_cmd {
@@ -39,20 +40,25 @@ int cli_status_from_agent(struct wrapctl_ctx *ctx, const char *name, bool json);
 /* cli/cmd_format.c, cli/cmd_inspect.c, cli/cmd_header.c */
 extern const struct wrapctl_cmd cmd_format, cmd_inspect, cmd_header;
 
-/* cli/cli_vault.c: --vault-mount and --vault-key for every command that talks
- * to Vault. Put CLI_VAULT_LONGOPTS in the command's getopt table and offer each
- * option to cli_vault_option first; cli_vault_connect then loads the config
- * (--config, then VAULT_*), applies the two options and makes a client. Both
- * cli_vault_config and cli_vault_connect print the error and return 1 (an exit
- * code) on failure, 0 on success. */
+/* cli/cli_vault.c: --vault-addr, --vault-mount and --vault-key, before the
+ * command or among its own options (the later one wins). Put
+ * CLI_VAULT_LONGOPTS in the command's getopt table and offer each option to
+ * cli_vault_option first. The overrides are applied in one place, the
+ * library's volume_vault_config (config file, then VAULT_*, then these, each
+ * validated). cli_vault_config and cli_vault_connect print the error and
+ * return 1 (an exit code) on failure, 0 on success. */
 struct vault_config;
 struct vault_client;
+struct volume_vault_opts;
 #define CLI_OPT_VAULT_MOUNT 0x1001
 #define CLI_OPT_VAULT_KEY 0x1002
+#define CLI_OPT_VAULT_ADDR 0x1003
 #define CLI_VAULT_LONGOPTS \
 	{"vault-mount", required_argument, NULL, CLI_OPT_VAULT_MOUNT}, \
-	{"vault-key", required_argument, NULL, CLI_OPT_VAULT_KEY}
+	{"vault-key", required_argument, NULL, CLI_OPT_VAULT_KEY}, \
+	{"vault-addr", required_argument, NULL, CLI_OPT_VAULT_ADDR}
 bool cli_vault_option(struct wrapctl_ctx *ctx, int c, const char *arg);
+void cli_vault_opts(const struct wrapctl_ctx *ctx, struct volume_vault_opts *o);
 int cli_vault_config(struct wrapctl_ctx *ctx, struct vault_config *cfg);
 int cli_vault_connect(struct wrapctl_ctx *ctx, struct vault_config *cfg, struct vault_client **vc);
 

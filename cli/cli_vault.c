@@ -1,7 +1,8 @@
 /*
  * The Vault options shared by every wrapctl command that talks to Vault:
- * --vault-mount and --vault-key (before the command, or among its own
- * options), applied on top of the config file and the VAULT_* environment.
+ * --vault-addr, --vault-mount and --vault-key (before the command, or among
+ * its own options). They are collected here and applied by the library
+ * (volume_vault_config), on top of the config file and VAULT_*.
  */
 #include "cli/cli.h"
 
@@ -62,22 +63,33 @@ bool cli_vault_option(struct wrapctl_ctx *ctx, int c, const char *arg)
 	case CLI_OPT_VAULT_KEY:
 		ctx->vault_key = arg;
 		return true;
+	case CLI_OPT_VAULT_ADDR:
+		ctx->vault_addr = arg;
+		return true;
 	default:
 		return false;
 	}
 }
 
+void cli_vault_opts(const struct wrapctl_ctx *ctx, struct volume_vault_opts *o)
+{
+	*o = (struct volume_vault_opts){
+		.addr = ctx->vault_addr,
+		.mount = ctx->vault_mount,
+		.key = ctx->vault_key,
+	};
+}
+
 int cli_vault_config(struct wrapctl_ctx *ctx, struct vault_config *cfg)
 {
 	struct werr err = {0};
+	struct volume_vault_opts o;
+	cli_vault_opts(ctx, &o);
 	int rc = cli_config_load(ctx, cfg, NULL, &err);
+	if (rc == 0 && (rc = volume_vault_apply(cfg, &o, &err)) < 0)
+		vault_config_free(cfg);
 	if (rc < 0)
 		return cli_fail(ctx, "%s", werr_str(&err, rc));
-	if ((ctx->vault_mount && (rc = vault_config_set(cfg, "vault_mount", ctx->vault_mount, &err)) < 0) ||
-	    (ctx->vault_key && (rc = vault_config_set(cfg, "vault_key", ctx->vault_key, &err)) < 0)) {
-		vault_config_free(cfg);
-		return cli_fail(ctx, "%s", werr_str(&err, rc));
-	}
 	return 0;
 }
 

@@ -11,22 +11,20 @@
 #include <jansson.h>
 #include <libgen.h>
 
-/* Vault settings every volume command accepts. */
+/* Options every volume command accepts (the Vault ones go to the ctx). */
 struct vopts {
-	const char *mount, *key;
 	int udev;                  /* -1 detect */
 	const char *table;
 	bool all;
 };
 
 enum {
-	O_VAULT_MOUNT = 1000, O_VAULT_KEY, O_UDEV, O_NO_UDEV, O_TABLE, O_ALL, O_HEADER,
+	O_UDEV = 1000, O_NO_UDEV, O_TABLE, O_ALL, O_HEADER,
 	O_ALLOW_DISCARDS, O_WQ, O_NO_WQ, O_DEFERRED, O_FORCE, O_JSON, O_YES, O_KERNEL,
 };
 
 #define COMMON_LONGOPTS \
-	{"vault-mount", required_argument, NULL, O_VAULT_MOUNT}, \
-	{"vault-key", required_argument, NULL, O_VAULT_KEY}, \
+	CLI_VAULT_LONGOPTS, \
 	{"udev", no_argument, NULL, O_UDEV}, \
 	{"no-udev", no_argument, NULL, O_NO_UDEV}, \
 	{"table", required_argument, NULL, O_TABLE}, \
@@ -34,11 +32,11 @@ enum {
 	{"help", no_argument, NULL, 'h'}
 
 /* 1 handled, 0 not a common option. */
-static int common_opt(int c, struct vopts *vo)
+static int common_opt(struct wrapctl_ctx *ctx, int c, struct vopts *vo)
 {
+	if (cli_vault_option(ctx, c, optarg))
+		return 1;
 	switch (c) {
-	case O_VAULT_MOUNT: vo->mount = optarg; return 1;
-	case O_VAULT_KEY: vo->key = optarg; return 1;
 	case O_UDEV: vo->udev = 1; return 1;
 	case O_NO_UDEV: vo->udev = 0; return 1;
 	case O_TABLE: vo->table = optarg; return 1;
@@ -61,27 +59,26 @@ static void vsession_free(struct vsession *s)
 		vault_config_free(&s->cfg);
 }
 
-static int vsession_open(const struct wrapctl_ctx *ctx, const struct vopts *vo,
-			 struct vsession *s, struct volume_ctx *vctx, struct werr *err)
+static int vsession_open(const struct wrapctl_ctx *ctx, struct vsession *s,
+			 struct volume_ctx *vctx, struct werr *err)
 {
 	memset(s, 0, sizeof(*s));
-	/* --vault-mount/--vault-key after the command win over those before it. */
-	const char *mount = vo->mount ? vo->mount : ctx->vault_mount;
-	const char *key = vo->key ? vo->key : ctx->vault_key;
+	/* --vault-* after the command already replaced those before it. */
+	struct volume_vault_opts o;
+	cli_vault_opts(ctx, &o);
 	int r = cli_config_load(ctx, &s->cfg, NULL, err);
 	if (r < 0)
 		return r;
 	s->cfg_loaded = true;
-	if (mount && (r = vault_config_set(&s->cfg, "vault_mount", mount, err)) < 0)
-		return r;
-	if (key && (r = vault_config_set(&s->cfg, "vault_key", key, err)) < 0)
+	r = volume_vault_apply(&s->cfg, &o, err);
+	if (r < 0)
 		return r;
 	r = vault_client_new(&s->cfg, &ctx->log, &s->vc, err);
 	if (r < 0)
 		return r;
 	vctx->vc = s->vc;
 	vctx->vcfg = &s->cfg;
-	vctx->vault_key_explicit = mount || key;
+	vctx->vault_key_explicit = volume_vault_opts_key_explicit(&o);
 	return 0;
 }
 
@@ -107,6 +104,7 @@ static void vctx_init(const struct wrapctl_ctx *ctx, const struct vopts *vo, str
 static const char common_help[] =
 	"      --vault-mount M   Transit mount (default: the one in each volume's token)\n"
 	"      --vault-key K     Transit key (default: the one in each volume's token)\n"
+	"      --vault-addr URL  Vault address (default VAULT_ADDR, else the config file)\n"
 	"      --udev, --no-udev sync with udev or create /dev/mapper nodes ourselves (default: detect)\n"
 	"      --table FILE      volume table (default " VOLUME_TABLE_DEFAULT ")\n";
 
@@ -166,7 +164,7 @@ static int run_open(struct wrapctl_ctx *ctx, int argc, char **argv)
 	const char *header = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "rh", opts, NULL)) != -1) {
-		if (common_opt(c, &vo))
+		if (common_opt(ctx, c, &vo))
 			continue;
 		switch (c) {
 		case 'r': flags |= VOLUME_READ_ONLY; break;
@@ -240,7 +238,7 @@ static int run_open(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct volume_ctx vctx;
 	vctx_init(ctx, &vo, &vctx);
 	struct vsession vs;
-	r = vsession_open(ctx, &vo, &vs, &vctx, &err);
+	r = vsession_open(ctx, &vs, &vctx, &err);
 	if (r < 0) {
 		vsession_free(&vs);
 		free(reqs);
@@ -291,7 +289,7 @@ static int run_close(struct wrapctl_ctx *ctx, int argc, char **argv)
 	bool deferred = false, force = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &vo))
+		if (common_opt(ctx, c, &vo))
 			continue;
 		switch (c) {
 		case O_DEFERRED: deferred = true; break;
@@ -351,7 +349,7 @@ static int run_status(struct wrapctl_ctx *ctx, int argc, char **argv)
 	bool json = ctx->json, kernel = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &vo))
+		if (common_opt(ctx, c, &vo))
 			continue;
 		switch (c) {
 		case O_JSON: json = true; break;
@@ -452,7 +450,7 @@ static int run_rewrap(struct wrapctl_ctx *ctx, int argc, char **argv)
 	const char *header = NULL;
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &vo))
+		if (common_opt(ctx, c, &vo))
 			continue;
 		switch (c) {
 		case O_HEADER: header = optarg; break;
@@ -506,7 +504,7 @@ static int run_rewrap(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct volume_ctx vctx;
 	vctx_init(ctx, &vo, &vctx);
 	struct vsession vs;
-	r = vsession_open(ctx, &vo, &vs, &vctx, &err);
+	r = vsession_open(ctx, &vs, &vctx, &err);
 	if (r < 0) {
 		rc = cli_fail(ctx, "%s", werr_str(&err, r));
 	} else if (n) {
@@ -595,7 +593,7 @@ static int run_doctor(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct vopts vo = {.udev = -1};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &vo))
+		if (common_opt(ctx, c, &vo))
 			continue;
 		if (c == 'h') {
 			printf("Usage: wrapctl doctor\nCheck what wrapd needs from this host and from Vault.\n%s",
@@ -609,7 +607,7 @@ static int run_doctor(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct werr err;
 	werr_clear(&err);
 	struct vsession vs;
-	int vr = vsession_open(ctx, &vo, &vs, &vctx, &err);
+	int vr = vsession_open(ctx, &vs, &vctx, &err);
 	struct volume_check checks[16];
 	int n = volume_doctor(&vctx, checks, ARRAY_SIZE(checks));
 	int fails = 0;

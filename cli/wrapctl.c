@@ -48,6 +48,7 @@ static void usage(FILE *out)
 		"  -q, --quiet         errors only\n"
 		"      --vault-mount M Transit mount (default transit)\n"
 		"      --vault-key K   Transit key name (default wrapd)\n"
+		"      --vault-addr URL Vault address (default VAULT_ADDR, else the config file)\n"
 		"  -h, --help          show this help\n"
 		"  -V, --version       show the version\n"
 		"\n"

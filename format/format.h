@@ -259,6 +259,8 @@ struct wrapd_token {
 	unsigned key_version;
 	char *ciphertext;          /* "vault:vN:..." */
 	char *context;             /* Base64 of the context bytes */
+	char *volume_name;         /* optional "volume_name" (wrapctl format --name);
+				    * NULL when absent; set keeps the existing one when NULL */
 };
 void wrapd_token_free(struct wrapd_token *t);
 /* -ENOENT when the header has no wrapd-vault token; -EINVAL (message) when

@@ -14,6 +14,7 @@ void wrapd_token_free(struct wrapd_token *t)
 	free(t->vault_key);
 	free(t->ciphertext);
 	free(t->context);
+	free(t->volume_name);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -108,6 +109,12 @@ int wrapd_token_get(const struct luks2_hdr *hdr, struct wrapd_token *out, unsign
 				id);
 	}
 	out->key_version = (unsigned)json_integer_value(kv);
+	/* Optional and informational: anything but a string is ignored. */
+	json_t *vn = json_object_get(t, "volume_name");
+	if (json_is_string(vn) && !(out->volume_name = strdup(json_string_value(vn)))) {
+		wrapd_token_free(out);
+		return -ENOMEM;
+	}
 	if (strncmp(out->ciphertext, "vault:v", 7)) {
 		wrapd_token_free(out);
 		return werr_set(err, -EINVAL,
@@ -160,6 +167,9 @@ int wrapd_token_set(struct luks2_hdr *hdr, const struct wrapd_token *t, struct w
 	json_object_set_new(tok, "key_version", json_integer(t->key_version));
 	json_object_set_new(tok, "ciphertext", json_string(t->ciphertext));
 	json_object_set_new(tok, "context", json_string(t->context));
+	/* An extra field: the wrapd-vault contract allows additions. */
+	if (t->volume_name)
+		json_object_set_new(tok, "volume_name", json_string(t->volume_name));
 	return luks2_hdr_replace_json(hdr, root, err);
 }
 

@@ -1,7 +1,8 @@
 # volume: open/close/status/rewrap/erase/doctor orchestration, loop devices,
 # the host volume table.
 libwrapd_a_SOURCES += volume/volume.h volume/internal.h volume/table.c volume/loop.c \
-	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/doctor.c
+	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/doctor.c \
+	volume/vaultcfg.c volume/format.c
 
 check_PROGRAMS += tests/unit/test_volume_table tests/unit/test_volume_loop
 TESTS += tests/unit/test_volume_table tests/unit/test_volume_loop
@@ -27,3 +28,7 @@ tests_kernel_test_volume_SOURCES = tests/kernel/test_volume.c
 tests_kernel_test_volume_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
 	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
 EXTRA_DIST += tests/kernel/test_volume.sh tests/kernel/vhelper.py bench/open
+
+# wrapctl's Vault overrides, applied in one place (volume_vault_config).
+TESTS += tests/unit/cli-vault-overrides.sh
+dist_noinst_SCRIPTS += tests/unit/cli-vault-overrides.sh

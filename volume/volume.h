@@ -2,7 +2,7 @@
  * volume: the orchestration that turns a formatted wrapd device into a
  * /dev/mapper/NAME dm-crypt mapping and back, and manages it afterwards.
  *
- * It owns: open (header validation -> Vault decrypt with the token's context
+ * It owns: format (refusals, Vault datakey, header write), open (header validation -> Vault decrypt with the token's context
  * -> digest check -> logon key -> dm-crypt mapping referencing the key ->
  * key unlinked -> VK wiped; every failure path leaves no mapping, no loop
  * device we created and no key), batched open of many volumes with one Vault
@@ -195,6 +195,48 @@ struct volume_check {
 /* Fills up to cap checks; returns the number filled, or < 0. */
 int volume_doctor(const struct volume_ctx *ctx, struct volume_check *checks, size_t cap);
 const char *volume_check_state_str(enum volume_check_state s);
+
+/* ---- Vault settings ------------------------------------------------------------ */
+
+/* What a caller may put on top of the config file and the VAULT_* environment
+ * (wrapctl's --vault-addr, --vault-mount, --vault-key). NULL: not overridden. */
+struct volume_vault_opts {
+	const char *addr, *mount, *key;
+};
+/* The one place the overrides are applied, on a loaded config: each is set
+ * with vault_config_set's validation (as the config file's value would be).
+ * On failure err names the option and the caller still owns (frees) cfg. */
+int volume_vault_apply(struct vault_config *cfg, const struct volume_vault_opts *o,
+		       struct werr *err);
+/* Whether the overrides name a Transit mount or key, so that volume_* use
+ * them instead of the one each token names (volume_ctx.vault_key_explicit). */
+bool volume_vault_opts_key_explicit(const struct volume_vault_opts *o);
+
+/* ---- format --------------------------------------------------------------------- */
+
+struct volume_format_req {
+	const char *device;        /* block device or image file */
+	const char *name;          /* recorded in the token as "volume_name", or NULL */
+	const char *label;         /* LUKS2 label (at most 47 bytes), or NULL */
+	uint32_t sector_size;      /* 0: 4096; else 512, 1024, 2048 or 4096 */
+	uint64_t data_offset;      /* 0: 16 MiB; a multiple of 4096 and of sector_size */
+	bool force;                /* overwrite existing signatures (filesystem, LUKS, ...) */
+};
+struct volume_format_result {
+	char uuid[37];
+	char vault_mount[129], vault_key[129];
+	unsigned key_version;
+};
+/*
+ * Writes a new wrapd header. Refuses (device unchanged, no Vault request) a
+ * bad request, a device that is in use, too small, or whose logical sector
+ * size exceeds sector_size, and one with existing signatures unless force.
+ * The VK is Vault's datakey for ctx->vcfg's Transit key (ctx->vc, or a
+ * client made from ctx->vcfg), bound to the new UUID by the context; it is
+ * never returned. The header is read back and checked against the VK.
+ */
+int volume_format(const struct volume_ctx *ctx, const struct volume_format_req *req,
+		  struct volume_format_result *res, struct werr *err);
 
 /* ---- helpers shared with the CLI ---------------------------------------------- */
 

@@ -2,7 +2,9 @@
  * Host tests of volume/ against the Vault double: open failing cleanly
  * without dm (no loop, no key left), batched decrypt counted in the double's
  * log, a foreign token refused, Vault sealed, status without dm, rewrap after
- * a rotation, crypto-erase of a file. On a kernel with dm-crypt the open
+ * a rotation, crypto-erase of a file, format (refusals before any Vault
+ * request, the token and digest it writes) and the Vault overrides applied
+ * in one place. On a kernel with dm-crypt the open
  * tests open for real and close again.
  */
 #include "tests/unit/unit.h"
@@ -509,6 +511,164 @@ static void erase_refused_while_used(void **state)
 	assert_int_equal(read_token(path, &t, NULL), -ENOENT);
 }
 
+
+/* ---- format and the Vault overrides ------------------------------------ */
+
+static void format_file(void **state)
+{
+	(void)state;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/f.img", E.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 32 << 20), 0);
+	close(fd);
+	int before = count_requests("/datakey/plaintext/wrapd", NULL);
+	struct volume_format_req rq = {.device = path, .name = "vol-f", .label = "lab",
+				       .sector_size = 512};
+	struct volume_format_result res;
+	struct werr e;
+	werr_clear(&e);
+	int r = volume_format(&E.vctx, &rq, &res, &e);
+	if (r < 0)
+		fail_msg("format: %s", e.msg);
+	assert_int_equal(count_requests("/datakey/plaintext/wrapd", NULL), before + 1);
+	assert_true(luks2_uuid_valid(res.uuid));
+	assert_string_equal(res.vault_mount, "transit");
+	assert_string_equal(res.vault_key, "wrapd");
+	assert_true(res.key_version >= 1);
+
+	struct wrapd_token t;
+	struct luks2_hdr *h = NULL;
+	assert_int_equal(read_token(path, &t, &h), 0);
+	assert_string_equal(h->uuid, res.uuid);
+	assert_string_equal(h->label, "lab");
+	assert_int_equal(h->sector_size, 512);
+	assert_int_equal(h->data_offset, WRAPD_DEFAULT_DATA_OFFSET);
+	assert_string_equal(t.vault_key, "wrapd");
+	assert_int_equal(t.key_version, res.key_version);
+	assert_string_equal(t.vault_addr, E.addr);
+	assert_non_null(t.volume_name);
+	assert_string_equal(t.volume_name, "vol-f");
+	char *want = NULL;
+	assert_int_equal(vault_context_for_uuid(res.uuid, &want), 0);
+	assert_string_equal(t.context, want);
+	free(want);
+	/* The wrapped key unwraps to the key the digest knows. */
+	struct secbuf vk = {0};
+	assert_int_equal(vault_decrypt(E.vc, t.ciphertext, t.context, &vk, &e), 0);
+	assert_int_equal(luks2_vk_verify(h, &vk, &e), 0);
+	secbuf_free(&vk);
+	wrapd_token_free(&t);
+	luks2_hdr_free(h);
+
+	/* Again without force: the LUKS signature is refused, nothing asked. */
+	before = count_requests("/datakey/plaintext/wrapd", NULL);
+	werr_clear(&e);
+	rq.name = NULL;
+	assert_int_equal(volume_format(&E.vctx, &rq, &res, &e), -EEXIST);
+	assert_non_null(strstr(e.msg, "crypto_LUKS"));
+	assert_non_null(strstr(e.msg, "--force"));
+	assert_int_equal(count_requests("/datakey/plaintext/wrapd", NULL), before);
+	/* With force: a new volume; the token has no name now. */
+	rq.force = true;
+	werr_clear(&e);
+	assert_int_equal(volume_format(&E.vctx, &rq, &res, &e), 0);
+	assert_int_equal(read_token(path, &t, &h), 0);
+	assert_string_equal(h->uuid, res.uuid);
+	assert_null(t.volume_name);
+	wrapd_token_free(&t);
+	luks2_hdr_free(h);
+}
+
+static void format_refusals(void **state)
+{
+	(void)state;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/r.img", E.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (16 << 20) + 8192 + 512), 0);
+	close(fd);
+	int before = count_requests("/datakey/plaintext/wrapd", NULL);
+	static const struct {
+		struct volume_format_req rq;
+		int rc;
+		const char *needle;
+	} cases[] = {
+		{{.label = "0123456789012345678901234567890123456789012345678"}, -EINVAL, "47"},
+		{{.data_offset = 12345}, -EINVAL, "multiple of 4096"},
+		{{.data_offset = 4096}, -EINVAL, "too small"},
+		{{.sector_size = 1000}, -EINVAL, "sector size 1000"},
+		{{.data_offset = 32 << 20}, -ENOSPC, "too small"},
+		{{0}, -EINVAL, "not a multiple of the sector size"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct volume_format_req rq = cases[i].rq;
+		rq.device = path;
+		struct volume_format_result res;
+		struct werr e;
+		werr_clear(&e);
+		int r = volume_format(&E.vctx, &rq, &res, &e);
+		if (r != cases[i].rc || !strstr(e.msg, cases[i].needle))
+			fail_msg("case %zu: rc %d (%s), want %d and '%s'", i, r, e.msg, cases[i].rc,
+				 cases[i].needle);
+		assert_non_null(strstr(e.msg, path));
+	}
+	struct volume_format_req rq = {.device = "/nonexistent/x.img"};
+	struct volume_format_result res;
+	struct werr e;
+	werr_clear(&e);
+	assert_int_equal(volume_format(&E.vctx, &rq, &res, &e), -ENOENT);
+	assert_int_equal(count_requests("/datakey/plaintext/wrapd", NULL), before);
+	/* Nothing was written. */
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct luks2_hdr *h = NULL;
+	assert_int_equal(luks2_hdr_read(fd, path, &h, NULL, &e), -ENODEV);
+	close(fd);
+}
+
+static void vault_overrides(void **state)
+{
+	(void)state;
+	struct vault_config cfg;
+	struct werr e;
+	werr_clear(&e);
+	assert_int_equal(vault_config_load(&cfg, NULL, &e), 0);
+	struct volume_vault_opts o = {.key = "other", .mount = "m/n", .addr = "http://127.0.0.1:9"};
+	assert_int_equal(volume_vault_apply(&cfg, &o, &e), 0);
+	assert_string_equal(cfg.key, "other");
+	assert_string_equal(cfg.mount, "m/n");
+	assert_string_equal(cfg.addr, "http://127.0.0.1:9");
+	assert_true(volume_vault_opts_key_explicit(&o));
+	o = (struct volume_vault_opts){.addr = E.addr};
+	assert_false(volume_vault_opts_key_explicit(&o));
+	/* No overrides: unchanged. */
+	assert_int_equal(volume_vault_apply(&cfg, NULL, &e), 0);
+	assert_string_equal(cfg.key, "other");
+	static const struct {
+		struct volume_vault_opts o;
+		const char *msg;
+	} bad[] = {
+		{{.key = "../sys"}, "--vault-key: vault_key '../sys' may hold only"},
+		{{.key = "a/b"}, "--vault-key: vault_key 'a/b' may hold only"},
+		{{.mount = "a/../b"}, "--vault-mount: vault_mount 'a/../b' may hold only"},
+		{{.mount = ""}, "--vault-mount: empty value"},
+		{{.addr = "ftp://x"}, "--vault-addr: vault_addr must start with"},
+		{{.addr = "http://x/?a"}, "--vault-addr: vault_addr is not a plain URL"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		werr_clear(&e);
+		assert_int_equal(volume_vault_apply(&cfg, &bad[i].o, &e), -EINVAL);
+		if (strncmp(e.msg, bad[i].msg, strlen(bad[i].msg)))
+			fail_msg("case %zu: '%s', want '%s'", i, e.msg, bad[i].msg);
+		/* A refused override changes nothing. */
+		assert_string_equal(cfg.key, "other");
+		assert_string_equal(cfg.addr, "http://127.0.0.1:9");
+	}
+	vault_config_free(&cfg);
+}
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -524,6 +684,9 @@ int main(void)
 		cmocka_unit_test(rewrap_after_rotation),
 		cmocka_unit_test(erase_file),
 		cmocka_unit_test(erase_refused_while_used),
+		cmocka_unit_test(format_file),
+		cmocka_unit_test(format_refusals),
+		cmocka_unit_test(vault_overrides),
 	};
 	int r = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();
