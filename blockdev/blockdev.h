@@ -52,6 +52,9 @@ struct bdev {
  * names the users. Call bdev_close afterwards, also after a failure. b->hooks
  * is kept; everything else is (re)initialised. */
 int bdev_open(struct bdev *b, const char *path, unsigned flags, struct werr *err);
+/* The same for an fd the caller opened itself (a file it just created with
+ * O_CREAT | O_EXCL): b takes ownership of fd, also on failure. */
+int bdev_adopt(struct bdev *b, int fd, const char *path, unsigned flags, struct werr *err);
 void bdev_close(struct bdev *b);
 static inline void bdev_closep(struct bdev *b) { bdev_close(b); }
 #define _cleanup_bdev_ _cleanup_(bdev_closep)

@@ -49,6 +49,26 @@ void bdev_close(struct bdev *b)
 	b->path = NULL;
 }
 
+int bdev_adopt(struct bdev *b, int fd, const char *path, unsigned flags, struct werr *err)
+{
+	const struct bdev_hooks *hooks = b->hooks;
+	*b = (struct bdev)BDEV_INIT;
+	b->hooks = hooks;
+	b->flags = flags & ~BDEV_EXCL;
+	b->fd = fd;
+	b->path = strdup(path);
+	if (!b->path)
+		return -ENOMEM;
+	if (fstat(fd, &b->st) < 0)
+		return werr_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
+	if (!S_ISBLK(b->st.st_mode) && !S_ISREG(b->st.st_mode))
+		return werr_set(err, -ENOTBLK, "%s: not a block device or a regular file", path);
+	int r = fd_size(fd, &b->size);
+	if (r < 0)
+		return werr_set(err, r, "%s: cannot get its size: %s", path, strerror(-r));
+	return 0;
+}
+
 int bdev_open(struct bdev *b, const char *path, unsigned flags, struct werr *err)
 {
 	const struct bdev_hooks *hooks = b->hooks;

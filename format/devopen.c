@@ -37,7 +37,7 @@ int luks2_device_open(struct luks2_device *d, const char *path, const char *head
 			return r;
 	}
 	struct werr lerr = {0};
-	r = luks2_lock(luks2_device_hfd(d), d->hdr_path, (how & LUKS2_DEV_LOCK_EX) != 0, &d->lock,
+	r = (how & LUKS2_DEV_NO_LOCK) ? 0 : luks2_lock(luks2_device_hfd(d), d->hdr_path, (how & LUKS2_DEV_LOCK_EX) != 0, &d->lock,
 		       &lerr);
 	if (r < 0 && !(how & LUKS2_DEV_LOCK_TRY)) {
 		if (err)

@@ -336,6 +336,7 @@ enum {
 	LUKS2_DEV_LOCK_TRY = 1u << 3, /* go on without the lock when it cannot be taken (lock.fd == -1) */
 	LUKS2_DEV_UNUSED = 1u << 4,   /* refuse a device or header file anything uses */
 	LUKS2_DEV_READ = 1u << 5,     /* read the header (-ENODEV: "no LUKS2 header here") */
+	LUKS2_DEV_NO_LOCK = 1u << 6,  /* a peek that must not wait for a running operation */
 };
 int luks2_device_open(struct luks2_device *d, const char *path, const char *header, unsigned how,
 		      struct werr *err);

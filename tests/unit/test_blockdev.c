@@ -258,6 +258,26 @@ static void error_line(void **state)
 	assert_non_null(strstr(e.msg, "wait for that program to finish"));
 }
 
+static void adopt(void **state)
+{
+	(void)state;
+	struct bdev b = BDEV_INIT;
+	struct werr e = {0};
+	int fd = open(fb, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(bdev_adopt(&b, fd, fb, BDEV_WRITE, &e), 0);
+	assert_int_equal(b.fd, fd);
+	assert_int_equal(b.size, 2 << 20);
+	assert_string_equal(b.path, fb);
+	assert_int_equal(bdev_check_unused(&b, &e), 0);
+	bdev_close(&b);
+	assert_int_equal(fcntl(fd, F_GETFD), -1); /* closed with b */
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(bdev_adopt(&b, fd, "/dev/null", 0, &e), -ENOTBLK);
+	bdev_close(&b);
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+}
+
 static void devname(void **state)
 {
 	(void)state;
@@ -277,6 +297,7 @@ int main(void)
 		cmocka_unit_test(verify_fd),
 		cmocka_unit_test(unused_file),
 		cmocka_unit_test(error_line),
+		cmocka_unit_test(adopt),
 		cmocka_unit_test(devname),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -98,6 +98,14 @@ static void no_header(void **state)
 	snprintf(want, sizeof(want), "%s: no LUKS2 header here; run 'wrapctl format %s' first", other, other);
 	assert_non_null(strstr(e.msg, want));
 	luks2_device_close(&d);
+	/* NO_LOCK: a peek while someone holds the lock exclusively. */
+	struct luks2_device holder = LUKS2_DEVICE_INIT;
+	assert_int_equal(luks2_device_open(&holder, img, NULL, LUKS2_DEV_LOCK_EX, &e), 0);
+	assert_int_equal(luks2_device_open(&d, img, NULL, LUKS2_DEV_NO_LOCK | LUKS2_DEV_READ, &e), 0);
+	assert_string_equal(d.hdr->uuid, uuid);
+	assert_int_equal(d.lock.fd, -1);
+	luks2_device_close(&d);
+	luks2_device_close(&holder);
 	/* Without LUKS2_DEV_READ: opened and locked, nothing read. */
 	assert_int_equal(luks2_device_open(&d, other, NULL, 0, &e), 0);
 	assert_null(d.hdr);
