@@ -23,13 +23,15 @@ dist_noinst_SCRIPTS += tests/unit/format-hostile.sh tests/unit/luks2-edit.py
 # configure found one. Compiled from sources (not libwrapd.a) so that gcc's and
 # clang's sanitizer runtimes never mix. `tests/fuzz/run-fuzz SECONDS` runs it.
 if HAVE_FUZZ_CC
-FUZZ_LUKS2_SRCS = $(srcdir)/tests/fuzz/fuzz_luks2.c $(srcdir)/format/luks2.c \
+# FUZZ_FORMAT_SRCS: the format module and common, for fuzz targets that need them.
+FUZZ_FORMAT_SRCS = $(srcdir)/format/luks2.c \
 	$(srcdir)/format/validate.c $(srcdir)/format/uuid.c $(srcdir)/format/digest.c \
 	$(srcdir)/format/new.c $(srcdir)/format/segments.c $(srcdir)/format/token.c \
 	$(srcdir)/format/requirements.c $(srcdir)/format/conversion.c $(srcdir)/format/lock.c \
 	$(srcdir)/format/device.c $(srcdir)/common/werr.c $(srcdir)/common/secmem.c \
 	$(srcdir)/common/b64.c $(srcdir)/common/fileio.c $(srcdir)/common/log.c \
 	$(srcdir)/common/names.c
+FUZZ_LUKS2_SRCS = $(srcdir)/tests/fuzz/fuzz_luks2.c $(FUZZ_FORMAT_SRCS)
 tests/fuzz/fuzz_luks2$(EXEEXT): $(FUZZ_LUKS2_SRCS) $(srcdir)/format/format.h $(srcdir)/format/internal.h
 	@$(MKDIR_P) tests/fuzz
 	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(top_srcdir) \

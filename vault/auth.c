@@ -126,7 +126,7 @@ static long long json_ll(json_t *o, const char *k)
 }
 
 /* Takes auth.client_token etc. from a login or renew answer. */
-static int take_auth(struct vault_client *vc, struct vault_response *r, const char *what,
+int vault_auth_answer(struct vault_client *vc, struct vault_response *r, const char *what,
 		     bool need_token, struct werr *err)
 {
 	json_t *auth = json_object_get(r->json, "auth");
@@ -188,7 +188,7 @@ static int login(struct vault_client *vc, struct werr *err)
 	vc->have_token = false;
 	rc = vault_http(vc, &req, &r, err);
 	if (rc >= 0)
-		rc = take_auth(vc, &r, lpath, true, err);
+		rc = vault_auth_answer(vc, &r, lpath, true, err);
 	vault_response_clear(&r);
 	if (rc >= 0)
 		wlog_info(vc->log, "vault: logged in with %s at %s", vault_auth_method_name(vc->cfg.auth),
@@ -261,7 +261,7 @@ static int renew_self(struct vault_client *vc, struct werr *err)
 		if (json_ll(auth, "lease_duration") <= 0)
 			rc = werr_set(err, -EKEYEXPIRED, "vault: renew-self gave no further lease");
 		else
-			rc = take_auth(vc, &r, "auth/token/renew-self", false, err);
+			rc = vault_auth_answer(vc, &r, "auth/token/renew-self", false, err);
 	}
 	vault_response_clear(&r);
 	if (rc >= 0)

@@ -646,24 +646,30 @@ static int rc_for(long status, CURLcode cc)
 
 /* Turns the raw body into resp->json/secrets. Body text never leaves locked
  * memory except with its secret fields replaced by placeholders. */
-static int parse_body(struct attempt *a, const struct vault_request *req,
-		      struct vault_response *resp)
+int vault_response_parse(const uint8_t *body, size_t len, const char *const *secret_keys,
+			 struct vault_response *resp)
 {
-	if (!a->body.len)
+	if (!len)
 		return 0;
 	resp->secrets = calloc(VAULT_MAX_SECRETS, sizeof(*resp->secrets));
 	if (!resp->secrets)
 		return -ENOMEM;
 	_cleanup_free_ char *redacted = NULL;
-	int rc = vault_json_extract_secrets((const char *)a->body.data, a->body.len,
-					    req->secret_keys, &redacted, resp->secrets,
-					    VAULT_MAX_SECRETS, &resp->nsecrets);
-	secbuf_free(&a->body);
+	int rc = vault_json_extract_secrets((const char *)body, len, secret_keys, &redacted,
+					    resp->secrets, VAULT_MAX_SECRETS, &resp->nsecrets);
 	if (rc < 0)
 		return rc;
 	json_error_t jerr;
-	resp->json = json_loads(redacted, JSON_REJECT_DUPLICATES, &jerr);
+	resp->json = json_loadb(redacted, strlen(redacted), JSON_REJECT_DUPLICATES, &jerr);
 	return resp->json ? 0 : -EBADMSG;
+}
+
+static int parse_body(struct attempt *a, const struct vault_request *req,
+		      struct vault_response *resp)
+{
+	int rc = vault_response_parse(a->body.data, a->body.len, req->secret_keys, resp);
+	secbuf_free(&a->body);
+	return rc;
 }
 
 int vault_http(struct vault_client *vc, const struct vault_request *req,

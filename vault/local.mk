@@ -20,3 +20,31 @@ tests_unit_test_vault_client_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_vault_client_LDADD = $(UNIT_LIBS)
 TESTS += tests/unit/vault-client.sh
 dist_noinst_SCRIPTS += tests/unit/vault-client.sh
+
+# libFuzzer targets for the wrapd.conf parser (every module's section) and the
+# Vault response parser (secret extraction, jansson, what each call reads),
+# built like tests/fuzz/fuzz_luks2 (format/local.mk); run by
+# `tests/fuzz/run-fuzz SECONDS tests/fuzz/fuzz_config` (or fuzz_vault_response).
+if HAVE_FUZZ_CC
+FUZZ_CONFIG_SRCS = $(srcdir)/tests/fuzz/fuzz_config.c $(srcdir)/common/config.c \
+	$(srcdir)/vault/config.c $(srcdir)/volume/table.c $(srcdir)/agent/settings.c \
+	$(srcdir)/dm/table.c $(FUZZ_FORMAT_SRCS)
+tests/fuzz/fuzz_config$(EXEEXT): $(FUZZ_CONFIG_SRCS) $(srcdir)/common/config.h \
+		$(srcdir)/vault/vault.h $(srcdir)/vault/vault_int.h
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(top_srcdir) \
+		-I$(top_builddir) -include config.h $(JANSSON_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS) \
+		-o $@ $(FUZZ_CONFIG_SRCS) $(JANSSON_LIBS) $(CRYPTO_LIBS)
+FUZZ_VAULT_SRCS = $(srcdir)/tests/fuzz/fuzz_vault_response.c $(srcdir)/vault/http.c \
+	$(srcdir)/vault/auth.c $(srcdir)/vault/transit.c $(srcdir)/vault/config.c \
+	$(srcdir)/common/config.c $(FUZZ_FORMAT_SRCS)
+tests/fuzz/fuzz_vault_response$(EXEEXT): $(FUZZ_VAULT_SRCS) $(srcdir)/vault/vault.h \
+		$(srcdir)/vault/vault_int.h
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(top_srcdir) \
+		-I$(top_builddir) -include config.h $(JANSSON_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS) \
+		-o $@ $(FUZZ_VAULT_SRCS) $(CURL_LIBS) $(JANSSON_LIBS) $(CRYPTO_LIBS)
+CLEANFILES += tests/fuzz/fuzz_config$(EXEEXT) tests/fuzz/fuzz_vault_response$(EXEEXT)
+check_SCRIPTS += tests/fuzz/fuzz_config$(EXEEXT) tests/fuzz/fuzz_vault_response$(EXEEXT)
+endif
+EXTRA_DIST += tests/fuzz/fuzz_config.c tests/fuzz/fuzz_vault_response.c

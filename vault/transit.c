@@ -126,6 +126,28 @@ static json_t *item_json(const char *ciphertext, const char *context_b64)
 	return o;
 }
 
+int vault_datakey_answer(struct vault_response *r, const char *path, unsigned bits,
+			 struct secbuf *plaintext, char **ciphertext, unsigned *key_version,
+			 struct werr *err)
+{
+	json_t *d = json_object_get(r->json, "data");
+	_cleanup_free_ char *ct = NULL;
+	if (dup_string(d, "ciphertext", &ct) < 0 || strncmp(ct, "vault:v", 7))
+		return werr_set(err, -EBADMSG, "vault: POST %s: answer without a ciphertext", path);
+	int rc = take_plaintext(r, json_object_get(d, "plaintext"), plaintext);
+	if (rc < 0)
+		return werr_set(err, rc, "vault: POST %s: answer without a usable plaintext", path);
+	if (plaintext->len != bits / 8) {
+		secbuf_free(plaintext);
+		return werr_set(err, -EBADMSG, "vault: POST %s: asked for %u bits, got a different length",
+				path, bits);
+	}
+	if (key_version)
+		*key_version = json_uint(d, "key_version");
+	*ciphertext = TAKE_PTR(ct);
+	return 0;
+}
+
 int vault_datakey(struct vault_client *vc, const char *context_b64, unsigned bits,
 		  struct secbuf *plaintext, char **ciphertext, unsigned *key_version,
 		  struct werr *err)
@@ -153,29 +175,20 @@ int vault_datakey(struct vault_client *vc, const char *context_b64, unsigned bit
 	json_decref(body);
 	if (rc < 0)
 		goto out;
-	json_t *d = json_object_get(r.json, "data");
-	_cleanup_free_ char *ct = NULL;
-	if (dup_string(d, "ciphertext", &ct) < 0 || strncmp(ct, "vault:v", 7)) {
-		rc = werr_set(err, -EBADMSG, "vault: POST %s: answer without a ciphertext", path);
-		goto out;
-	}
-	rc = take_plaintext(&r, json_object_get(d, "plaintext"), plaintext);
-	if (rc < 0) {
-		rc = werr_set(err, rc, "vault: POST %s: answer without a usable plaintext", path);
-		goto out;
-	}
-	if (plaintext->len != bits / 8) {
-		secbuf_free(plaintext);
-		rc = werr_set(err, -EBADMSG, "vault: POST %s: asked for %u bits, got a different length",
-			      path, bits);
-		goto out;
-	}
-	if (key_version)
-		*key_version = json_uint(d, "key_version");
-	*ciphertext = TAKE_PTR(ct);
+	rc = vault_datakey_answer(&r, path, bits, plaintext, ciphertext, key_version, err);
 out:
 	vault_response_clear(&r);
 	return rc;
+}
+
+int vault_decrypt_answer(struct vault_response *r, const char *path, struct secbuf *plaintext,
+			 struct werr *err)
+{
+	int rc = take_plaintext(r, json_object_get(json_object_get(r->json, "data"), "plaintext"),
+				plaintext);
+	if (rc < 0)
+		return werr_set(err, rc, "vault: POST %s: answer without a usable plaintext", path);
+	return 0;
 }
 
 int vault_decrypt(struct vault_client *vc, const char *ciphertext, const char *context_b64,
@@ -197,12 +210,8 @@ int vault_decrypt(struct vault_client *vc, const char *ciphertext, const char *c
 	struct vault_response r;
 	rc = vault_call(vc, &req, &r, err);
 	json_decref(body);
-	if (rc >= 0) {
-		rc = take_plaintext(&r, json_object_get(json_object_get(r.json, "data"), "plaintext"),
-				    plaintext);
-		if (rc < 0)
-			rc = werr_set(err, rc, "vault: POST %s: answer without a usable plaintext", path);
-	}
+	if (rc >= 0)
+		rc = vault_decrypt_answer(&r, path, plaintext, err);
 	vault_response_clear(&r);
 	return rc;
 }
@@ -232,6 +241,50 @@ int vault_rewrap(struct vault_client *vc, const char *ciphertext, const char *co
 	}
 	vault_response_clear(&r);
 	return rc;
+}
+
+int vault_batch_answer(struct vault_response *r, const char *path, bool decrypt,
+		       struct vault_batch_item *items, size_t n, const struct wlog *log,
+		       struct werr *err)
+{
+	json_t *res = json_object_get(json_object_get(r->json, "data"), "batch_results");
+	if (!json_is_array(res) || json_array_size(res) != n) {
+		return werr_set(err, -EBADMSG, "vault: POST %s: %zu batch results for %zu items", path,
+				json_is_array(res) ? json_array_size(res) : 0, n);
+	}
+	size_t failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct vault_batch_item *it = &items[i];
+		json_t *o = json_array_get(res, i);
+		const char *e = json_string_value(json_object_get(o, "error"));
+		if (e && *e) {
+			it->rc = -EBADMSG;
+			snprintf(it->msg, sizeof(it->msg), "vault: POST %.150s: item %zu: ", path, i);
+			size_t pos = strlen(it->msg);
+			for (; *e && pos + 1 < sizeof(it->msg); e++)
+				it->msg[pos++] = (unsigned char)*e < 0x20 ? '?' : *e;
+			it->msg[pos] = '\0';
+		} else if (decrypt) {
+			it->rc = take_plaintext(r, json_object_get(o, "plaintext"), &it->plaintext);
+			if (it->rc < 0)
+				snprintf(it->msg, sizeof(it->msg),
+					 "vault: POST %.150s: item %zu: answer without a usable plaintext", path, i);
+		} else {
+			it->rc = dup_string(o, "ciphertext", &it->new_ciphertext);
+			if (it->rc < 0)
+				snprintf(it->msg, sizeof(it->msg),
+					 "vault: POST %.150s: item %zu: answer without a ciphertext", path, i);
+			else
+				it->key_version = json_uint(o, "key_version");
+		}
+		if (it->rc < 0) {
+			failed++;
+			wlog_info(log, "%s", it->msg);
+		}
+	}
+	if (failed)
+		wlog_warn(log, "vault: POST %s: %zu of %zu items failed", path, failed, n);
+	return 0;
 }
 
 static int batch(struct vault_client *vc, const char *op, struct vault_batch_item *items,
@@ -270,46 +323,9 @@ static int batch(struct vault_client *vc, const char *op, struct vault_batch_ite
 		vault_response_clear(&r);
 		return rc;
 	}
-	json_t *res = json_object_get(json_object_get(r.json, "data"), "batch_results");
-	if (!json_is_array(res) || json_array_size(res) != n) {
-		vault_response_clear(&r);
-		return werr_set(err, -EBADMSG, "vault: POST %s: %zu batch results for %zu items", path,
-				json_is_array(res) ? json_array_size(res) : 0, n);
-	}
-	size_t failed = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct vault_batch_item *it = &items[i];
-		json_t *o = json_array_get(res, i);
-		const char *e = json_string_value(json_object_get(o, "error"));
-		if (e && *e) {
-			it->rc = -EBADMSG;
-			snprintf(it->msg, sizeof(it->msg), "vault: POST %.150s: item %zu: ", path, i);
-			size_t pos = strlen(it->msg);
-			for (; *e && pos + 1 < sizeof(it->msg); e++)
-				it->msg[pos++] = (unsigned char)*e < 0x20 ? '?' : *e;
-			it->msg[pos] = '\0';
-		} else if (decrypt) {
-			it->rc = take_plaintext(&r, json_object_get(o, "plaintext"), &it->plaintext);
-			if (it->rc < 0)
-				snprintf(it->msg, sizeof(it->msg),
-					 "vault: POST %.150s: item %zu: answer without a usable plaintext", path, i);
-		} else {
-			it->rc = dup_string(o, "ciphertext", &it->new_ciphertext);
-			if (it->rc < 0)
-				snprintf(it->msg, sizeof(it->msg),
-					 "vault: POST %.150s: item %zu: answer without a ciphertext", path, i);
-			else
-				it->key_version = json_uint(o, "key_version");
-		}
-		if (it->rc < 0) {
-			failed++;
-			wlog_info(vc->log, "%s", it->msg);
-		}
-	}
-	if (failed)
-		wlog_warn(vc->log, "vault: POST %s: %zu of %zu items failed", path, failed, n);
+	rc = vault_batch_answer(&r, path, decrypt, items, n, vc->log, err);
 	vault_response_clear(&r);
-	return 0;
+	return rc;
 oom:
 	json_decref(arr);
 	json_decref(body);

@@ -104,6 +104,21 @@ struct vault_response {
 	size_t nsecrets;
 };
 void vault_response_clear(struct vault_response *r);
+/* A body as received (locked memory) -> resp->json (secret fields replaced
+ * by placeholders) and resp->secrets. 0 with no JSON for an empty body. */
+int vault_response_parse(const uint8_t *body, size_t len, const char *const *secret_keys,
+			 struct vault_response *resp);
+
+/* ---- transit.c and auth.c: reading parsed answers (no I/O; the fuzz
+ * target tests/fuzz/fuzz_vault_response.c drives them) ---- */
+int vault_datakey_answer(struct vault_response *r, const char *path, unsigned bits,
+			 struct secbuf *plaintext, char **ciphertext, unsigned *key_version,
+			 struct werr *err);
+int vault_decrypt_answer(struct vault_response *r, const char *path, struct secbuf *plaintext,
+			 struct werr *err);
+int vault_batch_answer(struct vault_response *r, const char *path, bool decrypt,
+		       struct vault_batch_item *items, size_t n, const struct wlog *log,
+		       struct werr *err);
 
 /* ---- http.c: the transport ----
  * The request/retry/redirect loop. Sends vc->token as it is when req->auth;
@@ -120,5 +135,9 @@ uint64_t vault_now(struct vault_client *vc);
 int vault_call(struct vault_client *vc, const struct vault_request *req,
 	       struct vault_response *resp, struct werr *err);
 bool vault_can_login(const struct vault_client *vc);
+/* Takes auth.client_token (need_token), lease_duration and renewable from a
+ * login or renew answer into the client. */
+int vault_auth_answer(struct vault_client *vc, struct vault_response *r, const char *what,
+		      bool need_token, struct werr *err);
 
 #endif
