@@ -212,6 +212,9 @@ uint64_t agent_next_deadline(const struct agent *a);
 void agent_free_vols(struct agent *a);
 /* One-line summary: "12 open, 1 waiting for Vault". */
 void agent_summary(const struct agent *a, char *buf, size_t n);
+/* For /readyz: true once the first pass is done and no volume waits for
+ * Vault or failed; otherwise why (one line) is written. */
+bool agent_ready(const struct agent *a, char *why, size_t n);
 
 /* table_watch.c: inotify on the table's directory (and the token file's) */
 int table_watch_init(struct agent *a, struct werr *err);
@@ -240,6 +243,7 @@ void hooks_event(struct agent *a, uint32_t tag);
 void hooks_tick(struct agent *a);
 void hooks_ready(struct agent *a);         /* the first reconcile pass is done */
 void hooks_status(struct agent *a);        /* the volumes' states changed */
+void hooks_job_done(struct agent *a, const struct job *j); /* durations, Vault results */
 void hooks_stopping(struct agent *a);
 
 #endif

@@ -38,6 +38,12 @@ void hooks_status(struct agent *a)
 	(void)a;
 }
 
+void hooks_job_done(struct agent *a, const struct job *j)
+{
+	(void)a;
+	(void)j;
+}
+
 void hooks_stopping(struct agent *a)
 {
 	(void)a;

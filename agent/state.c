@@ -566,6 +566,7 @@ static void upkeep_done(struct agent *a, struct job *j)
 
 void agent_job_done(struct agent *a, struct job *j)
 {
+	hooks_job_done(a, j);
 	switch (j->kind) {
 	case JOB_OPEN: open_done(a, j); break;
 	case JOB_CLOSE: close_done(a, j); break;
@@ -591,4 +592,30 @@ void agent_summary(const struct agent *a, char *buf, size_t n)
 	}
 	if (!o)
 		snprintf(buf, n, "no volumes");
+}
+
+bool agent_ready(const struct agent *a, char *why, size_t n)
+{
+	if (!a->first_pass_done) {
+		snprintf(why, n, "the first pass is not done yet");
+		return false;
+	}
+	size_t w = count_state(a, VS_WAITING_VAULT), f = count_state(a, VS_FAILED);
+	if (w) {
+		snprintf(why, n, "%zu volume(s) wait for Vault: %s", w,
+			 a->vault_error[0] ? a->vault_error : "(no answer yet)");
+		return false;
+	}
+	if (f) {
+		for (size_t i = 0; i < a->n; i++) {
+			if (a->v[i].st == VS_FAILED) {
+				snprintf(why, n, "%zu volume(s) failed; %s: %s", f, a->v[i].name,
+					 a->v[i].last_error);
+				break;
+			}
+		}
+		return false;
+	}
+	why[0] = '\0';
+	return true;
 }

@@ -5,7 +5,9 @@
  * one-line JSON refusal and nothing else.
  *
  * The document:
- *   {"agent": {"pid", "version", "ready", "stopping", "summary", "volume_table",
+ *   {"agent": {"pid", "version", "ready" (first pass done), "healthy_volumes"
+ *              (ready, and nothing waits for Vault or failed), "not_ready_because",
+ *              "stopping", "summary", "volume_table",
  *              "vault": {"reachable", "error", "token_ttl", "upkeep_in_ms"},
  *              "retry_in_ms"},
  *    "volumes": [{"name", "state", "device", "header", "mapping", "backing", "uuid",
@@ -109,6 +111,10 @@ char *status_json(const struct agent *a)
 	json_object_set_new(ag, "pid", json_integer(getpid()));
 	json_object_set_new(ag, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(ag, "ready", json_boolean(a->first_pass_done));
+	char why[WERR_MSG_MAX + 64];
+	json_object_set_new(ag, "healthy_volumes",
+			    agent_ready(a, why, sizeof(why)) ? json_true() : json_false());
+	json_object_set_new(ag, "not_ready_because", jstr_or_null(why));
 	json_object_set_new(ag, "stopping", json_boolean(a->stopping));
 	json_object_set_new(ag, "summary", json_string(sum));
 	json_object_set_new(ag, "volume_table",

@@ -134,6 +134,8 @@ start_agent -o agent_retry_min=100ms -o agent_retry_max=1s
 check "sealed: volumes wait for Vault" $Q wait \
 	"all(x['state'] == 'waiting for Vault' for x in s['volumes'] if not x['noauto'])"
 check "sealed: the status says why" $Q wait "'sealed' in (v['hagt-1']['last_error'] or '').lower()"
+check "sealed: the agent says why it is not ready" $Q wait \
+	"s['agent']['healthy_volumes'] is False and 'wait for Vault' in s['agent']['not_ready_because'] and 'sealed' in s['agent']['not_ready_because']"
 check "sealed: Vault unreachable, a retry scheduled" $Q wait \
 	"s['agent']['vault']['reachable'] is False and s['agent']['retry_in_ms'] is not None"
 check "sealed: retries keep coming (back-off, not a single try)" $Q wait \
