@@ -157,8 +157,10 @@ struct vol {
 	char note[256];
 };
 
+struct agent_opts;                 /* the command line (main.c), for SIGHUP */
 struct agent {
 	const char *config_path;
+	const struct agent_opts *opts;
 	struct agent_config cfg;
 	char *token_file;          /* the Vault token file to watch, or NULL */
 	struct alog *log;

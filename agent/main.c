@@ -31,15 +31,16 @@ static void usage(FILE *out)
 		"the configuration and the table.\n");
 }
 
-struct opts {
+struct agent_opts {
 	const char *config;
 	const char *sets[32];      /* "key=value" overrides, in order */
 	size_t nsets;
+	char named[3][4200];       /* --table/--status-socket/--log-format as key=value */
 	enum wlog_level level;
 };
 
 /* Loads the settings: file, then command-line overrides. */
-static int load_settings(const struct opts *o, struct agent_config *c, struct vault_config *vcfg,
+static int load_settings(const struct agent_opts *o, struct agent_config *c, struct vault_config *vcfg,
 			 struct werr *err)
 {
 	int r = agent_config_load(c, vcfg, o->config, err);
@@ -66,15 +67,13 @@ static int load_settings(const struct opts *o, struct agent_config *c, struct va
 	return r;
 }
 
-static const struct opts *g_opts; /* the command line, for SIGHUP (read-only) */
-
 void agent_reload(struct agent *a)
 {
 	struct agent_config c;
 	struct vault_config *v = calloc(1, sizeof(*v));
 	struct werr e;
 	werr_clear(&e);
-	int r = v ? load_settings(g_opts, &c, v, &e) : -ENOMEM;
+	int r = v ? load_settings(a->opts, &c, v, &e) : -ENOMEM;
 	if (r < 0) {
 		free(v);
 		alog(a->log, WLOG_ERROR, NULL, a->config_path, "reload",
@@ -113,7 +112,7 @@ void agent_reload(struct agent *a)
 	agent_kick(a);
 }
 
-static int parse_args(int argc, char **argv, struct opts *o)
+static int parse_args(int argc, char **argv, struct agent_opts *o)
 {
 	enum { O_TABLE = 1000, O_SOCKET, O_LOGFMT };
 	static const struct option lopts[] = {
@@ -127,7 +126,6 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
-	static char buf[3][4200];
 	int c;
 	while ((c = getopt_long(argc, argv, "c:o:vhV", lopts, NULL)) != -1) {
 		const char *key = NULL;
@@ -147,8 +145,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return 2;
 		}
 		if (key) {
-			char *b = buf[c - O_TABLE];
-			snprintf(b, sizeof(buf[0]), "%s=%s", key, optarg);
+			char *b = o->named[c - O_TABLE];
+			snprintf(b, sizeof(o->named[0]), "%s=%s", key, optarg);
 			o->sets[o->nsets++] = b;
 		} else {
 			o->sets[o->nsets++] = optarg;
@@ -163,15 +161,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o = {.config = NULL, .level = WLOG_INFO};
+	struct agent_opts o = {.config = NULL, .level = WLOG_INFO};
 	int pr = parse_args(argc, argv, &o);
 	if (pr >= 0)
 		return pr;
-	g_opts = &o;
 
 	struct alog log;
 	struct agent a = {.epfd = -1, .sigfd = -1, .timerfd = -1, .inofd = -1, .statusfd = -1,
-			  .table_wd = -1, .token_wd = -1, .token_ttl = -1, .log = &log};
+			  .table_wd = -1, .token_wd = -1, .token_ttl = -1, .log = &log, .opts = &o};
 	a.config_path = o.config ? o.config : AGENT_CONFIG_DEFAULT;
 	struct werr err;
 	werr_clear(&err);
