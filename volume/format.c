@@ -199,15 +199,15 @@ int volume_format(const struct volume_ctx *ctx, const struct volume_format_req *
 	if (rc < 0)
 		return rc;
 
-	/* The existing O_EXCL check refuses a mounted or mapped block device. */
-	_cleanup_close_ int fd = -1;
-	uint64_t size;
-	if ((rc = luks2_dev_open(dev, true, true, &fd, &size, err)) < 0)
+	/* One open for the whole format, O_EXCL on a block device; refused
+	 * while anything uses it (mounts, holders, loop devices, another
+	 * exclusive opener: blockdev/ names it). */
+	_cleanup_luks2_device_ struct luks2_device d = LUKS2_DEVICE_INIT;
+	if ((rc = luks2_device_open(&d, dev, NULL, LUKS2_DEV_WRITE | LUKS2_DEV_EXCL | LUKS2_DEV_LOCK_EX |
+					       LUKS2_DEV_UNUSED, err)) < 0)
 		return rc;
-	_cleanup_luks2_lock_ struct luks2_lock lk = LUKS2_LOCK_INIT;
-	if ((rc = luks2_lock(fd, dev, true, &lk, err)) < 0)
-		return rc;
-	if ((rc = check_device(fd, size, rq, sector, offset, err)) < 0)
+	int fd = d.dev.fd;
+	if ((rc = check_device(fd, d.dev.size, rq, sector, offset, err)) < 0)
 		return rc;
 
 	/* Vault first: nothing on disk changes until we hold the new key. */

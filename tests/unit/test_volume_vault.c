@@ -628,6 +628,56 @@ static void format_refusals(void **state)
 	close(fd);
 }
 
+/* format asks blockdev/ too: a file under a loop device (at an offset) and
+ * a block device under another loop are refused by name, before Vault is
+ * asked and with nothing written. */
+static void format_refused_while_used(void **state)
+{
+	(void)state;
+	char path[128], l1[64], l2[64], args[300];
+	snprintf(path, sizeof(path), "%s/fu.img", E.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 32 << 20), 0);
+	close(fd);
+	snprintf(args, sizeof(args), "-o 1048576 '%s'", path);
+	losetup(args, l1, sizeof(l1));
+	if (!l1[0])
+		skip();
+	int before = count_requests("/datakey/plaintext/wrapd", NULL);
+	struct volume_format_req rq = {.device = path};
+	struct volume_format_result res;
+	struct werr e;
+	werr_clear(&e);
+	int r = volume_format(&E.vctx, &rq, &res, &e);
+	losetup_d(l1);
+	assert_int_equal(r, -EBUSY);
+	char want[512];
+	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 1048576); "
+		 "detach it first (losetup -d %s)", path, l1, l1);
+	assert_string_equal(e.msg, want);
+
+	snprintf(args, sizeof(args), "'%s'", path);
+	losetup(args, l1, sizeof(l1));
+	assert_true(l1[0]);
+	snprintf(args, sizeof(args), "%s", l1);
+	losetup(args, l2, sizeof(l2));
+	assert_true(l2[0]);
+	rq.device = l1;
+	werr_clear(&e);
+	r = volume_format(&E.vctx, &rq, &res, &e);
+	losetup_d(l2);
+	losetup_d(l1);
+	assert_int_equal(r, -EBUSY);
+	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 0)", l1, l2);
+	assert_non_null(strstr(e.msg, want));
+	assert_int_equal(count_requests("/datakey/plaintext/wrapd", NULL), before);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct luks2_hdr *h = NULL;
+	assert_int_equal(luks2_hdr_read(fd, path, &h, NULL, &e), -ENODEV);
+	close(fd);
+}
+
 static void vault_overrides(void **state)
 {
 	(void)state;
@@ -686,6 +736,7 @@ int main(void)
 		cmocka_unit_test(erase_refused_while_used),
 		cmocka_unit_test(format_file),
 		cmocka_unit_test(format_refusals),
+		cmocka_unit_test(format_refused_while_used),
 		cmocka_unit_test(vault_overrides),
 	};
 	int r = cmocka_run_group_tests(tests, setup, teardown);
