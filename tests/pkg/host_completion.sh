@@ -85,6 +85,8 @@ has() { # name word actual
 check "commands = wrapctl --help's list" "$(echo $COMMANDS)" "$(comp wrapctl '')"
 check "command prefix" "rekey resume rewrap" "$(comp wrapctl re)"
 check "command after global options" "close" "$(comp wrapctl -v --config /x cl)"
+check "command after --vault-addr URL" "close" "$(comp wrapctl --vault-addr https://v:8200 cl)"
+check "no completion for --vault-addr's value" "" "$(comp wrapctl open --vault-addr '')"
 has "global options" "--config" "$(comp wrapctl --)"
 has "global options" "--version" "$(comp wrapctl --)"
 for c in $COMMANDS; do
