@@ -1,6 +1,6 @@
 # vault module build rules (owned by the vault module).
 libwrapd_a_SOURCES += vault/vault.h vault/vault_int.h vault/config.c vault/http.c \
-	vault/auth.c vault/transit.c
+	vault/extract.c vault/auth.c vault/transit.c
 EXTRA_DIST += vault/README.md
 
 # Pure parts: config parsing, error formatting, retry decisions, secret extraction.
@@ -36,6 +36,7 @@ tests/fuzz/fuzz_config$(EXEEXT): $(FUZZ_CONFIG_SRCS) $(srcdir)/common/config.h \
 		-I$(top_builddir) -include config.h $(JANSSON_CFLAGS) $(CURL_CFLAGS) $(CRYPTO_CFLAGS) \
 		-o $@ $(FUZZ_CONFIG_SRCS) $(JANSSON_LIBS) $(CRYPTO_LIBS)
 FUZZ_VAULT_SRCS = $(srcdir)/tests/fuzz/fuzz_vault_response.c $(srcdir)/vault/http.c \
+	$(srcdir)/vault/extract.c \
 	$(srcdir)/vault/auth.c $(srcdir)/vault/transit.c $(srcdir)/vault/config.c \
 	$(srcdir)/common/config.c $(FUZZ_FORMAT_SRCS)
 tests/fuzz/fuzz_vault_response$(EXEEXT): $(FUZZ_VAULT_SRCS) $(srcdir)/vault/vault.h \

@@ -48,7 +48,8 @@ uint64_t vault_backoff_ms(unsigned retry, uint32_t rnd);
 /* "vault: METHOD path: status: err1; err2" from a Vault error body (may be NULL). */
 void vault_format_http_error(char *buf, size_t n, const char *method, const char *path,
 			     long status, json_t *body);
-/*
+/* ---- extract.c: secrets out of a body before jansson reads it ----
+ *
  * Copies a JSON document, moving the string values of the given keys (at any
  * depth) out into locked memory: each such value becomes "#<k>" in *out and
  * its unescaped text lands in secrets[k]. *out then holds no secret and can go
