@@ -162,6 +162,29 @@ uint64_t luks2_hdr_areas_size(const struct luks2_hdr *hdr);
  * hdr->seqid and copy[] are updated on success. The caller holds the lock.
  */
 int luks2_hdr_write(int fd, struct luks2_hdr *hdr, const char *what, struct werr *err);
+
+/*
+ * Where a commit writes: the caller's own I/O path, so that a caller with an
+ * I/O backend of its own (the conversion engine: O_DIRECT, io_uring, the
+ * power-loss simulator) sees every header write. Offsets are relative to the
+ * header's start; buffers are 4096-byte aligned, lengths multiples of 4096.
+ * Both return 0 or a negative errno.
+ */
+struct luks2_writer {
+	int (*pwrite)(void *arg, const void *buf, size_t len, uint64_t off);
+	int (*sync)(void *arg);  /* every completed write before it is durable */
+	void *arg;
+};
+/* luks2_hdr_write through w: the one header commit (same checks, order,
+ * seqid + 1 and read-back check). luks2_hdr_write is this over an fd. */
+int luks2_hdr_commit(const struct luks2_writer *w, struct luks2_hdr *hdr, const char *what,
+		     struct werr *err);
+/* The image luks2_hdr_commit would write with the current seqid (both
+ * copies, 2 * hdr_size bytes into buf), after the same checks, including the
+ * read-back. For a caller that must place the image itself (the engine parks
+ * it in the tail before it goes onto the head). */
+int luks2_hdr_image(struct luks2_hdr *hdr, uint8_t *buf, size_t len, const char *what,
+		    struct werr *err);
 /* Serialises both copies into buf (2 * hdr_size bytes, caller-allocated) as
  * they would be written with the current seqid; used by write and backups. */
 int luks2_hdr_serialize(const struct luks2_hdr *hdr, uint8_t *buf, size_t len, struct werr *err);

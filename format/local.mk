@@ -61,3 +61,10 @@ TESTS += tests/unit/test_format_device
 tests_unit_test_format_device_SOURCES = tests/unit/test_format_device.c
 tests_unit_test_format_device_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_format_device_LDADD = $(UNIT_LIBS)
+
+# The one header commit through a writer (the engine's path): order, checks.
+check_PROGRAMS += tests/unit/test_format_commit
+TESTS += tests/unit/test_format_commit
+tests_unit_test_format_commit_SOURCES = tests/unit/test_format_commit.c
+tests_unit_test_format_commit_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_format_commit_LDADD = $(UNIT_LIBS)

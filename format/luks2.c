@@ -452,12 +452,27 @@ int luks2_hdr_serialize(const struct luks2_hdr *hdr, uint8_t *buf, size_t len, s
 	return 0;
 }
 
-static int sync_fd(int fd)
+/* Serialises with the current seqid and checks that the image reads back
+ * as a valid header with both copies good. */
+static int hdr_image_checked(const struct luks2_hdr *hdr, uint8_t *buf, size_t len,
+			     const char *what, struct werr *err)
 {
-	return fsync(fd) < 0 ? -errno : 0;
+	int rc = luks2_hdr_serialize(hdr, buf, len, err);
+	if (rc < 0)
+		return werr_prefix(err, rc, "%s", what);
+	/* Paranoia: what we are about to write must read back as valid. */
+	struct luks2_hdr *chk = NULL;
+	struct werr e2 = {0};
+	rc = luks2_hdr_parse(buf, 2 * (size_t)hdr->hdr_size, what, &chk, NULL, &e2);
+	bool ok = rc == 0 && chk->used_copy == 0 && chk->copy[1].status == LUKS2_COPY_OK;
+	luks2_hdr_free(chk);
+	if (!ok)
+		return werr_set(err, -EINVAL, "%s: internal error: the new header does not validate (%s)",
+				what, werr_str(&e2, rc ? rc : -EINVAL));
+	return 0;
 }
 
-int luks2_hdr_write(int fd, struct luks2_hdr *hdr, const char *what, struct werr *err)
+static int hdr_check_before_write(struct luks2_hdr *hdr, const char *what, struct werr *err)
 {
 	int rc = luks2_check_writable(hdr, what, err);
 	if (rc < 0)
@@ -465,46 +480,60 @@ int luks2_hdr_write(int fd, struct luks2_hdr *hdr, const char *what, struct werr
 	rc = luks2_hdr_validate(hdr, err);
 	if (rc < 0)
 		return werr_prefix(err, rc, "%s: refusing to write", what);
+	return 0;
+}
+
+int luks2_hdr_image(struct luks2_hdr *hdr, uint8_t *buf, size_t len, const char *what,
+		    struct werr *err)
+{
+	int rc = hdr_check_before_write(hdr, what, err);
+	return rc < 0 ? rc : hdr_image_checked(hdr, buf, len, what, err);
+}
+
+static void *aligned_zalloc(size_t n)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 4096, n))
+		return NULL;
+	memset(p, 0, n);
+	return p;
+}
+
+int luks2_hdr_commit(const struct luks2_writer *w, struct luks2_hdr *hdr, const char *what,
+		     struct werr *err)
+{
+	int rc = hdr_check_before_write(hdr, what, err);
+	if (rc < 0)
+		return rc;
 	size_t hs = (size_t)hdr->hdr_size;
-	_cleanup_free_ uint8_t *buf = malloc(2 * hs);
-	if (!buf)
+	uint8_t *buf = aligned_zalloc(2 * hs), *bin = aligned_zalloc(LUKS2_BIN_SIZE);
+	if (!buf || !bin) {
+		free(buf);
+		free(bin);
 		return werr_set(err, -ENOMEM, "%s: out of memory", what);
+	}
 	uint64_t old = hdr->seqid;
 	hdr->seqid = old + 1;
-	rc = luks2_hdr_serialize(hdr, buf, 2 * hs, err);
-	if (rc < 0) {
-		hdr->seqid = old;
-		return werr_prefix(err, rc, "%s", what);
-	}
-	/* Paranoia: what we are about to write must read back as valid. */
-	{
-		struct luks2_hdr *chk = NULL;
-		struct werr e2 = {0};
-		rc = luks2_hdr_parse(buf, 2 * hs, what, &chk, NULL, &e2);
-		bool ok = rc == 0 && chk->used_copy == 0 && chk->copy[1].status == LUKS2_COPY_OK;
-		luks2_hdr_free(chk);
-		if (!ok) {
-			hdr->seqid = old;
-			return werr_set(err, -EINVAL, "%s: internal error: the new header does not validate (%s)",
-					what, werr_str(&e2, rc ? rc : -EINVAL));
-		}
-	}
-	for (int i = 0; i < 2; i++) {
+	rc = hdr_image_checked(hdr, buf, 2 * hs, what, err);
+	for (int i = 0; rc == 0 && i < 2; i++) {
 		uint8_t *p = buf + (size_t)i * hs;
-		off_t off = (off_t)((size_t)i * hs);
-		uint8_t bin[LUKS2_BIN_SIZE];
+		uint64_t off = (uint64_t)i * hs;
 		memcpy(bin, p, LUKS2_BIN_SIZE);
 		memset(bin + OFF_CSUM, 0, LUKS2_CSUM_LEN);
 		/* 1. binary header, zero csum, new seqid; 2. JSON area; 3. csum */
-		if ((rc = write_full_at(fd, bin, LUKS2_BIN_SIZE, off)) < 0 ||
-		    (rc = write_full_at(fd, p + LUKS2_BIN_SIZE, hs - LUKS2_BIN_SIZE,
-					off + LUKS2_BIN_SIZE)) < 0 ||
-		    (rc = sync_fd(fd)) < 0 ||
-		    (rc = write_full_at(fd, p, LUKS2_BIN_SIZE, off)) < 0 || (rc = sync_fd(fd)) < 0) {
-			hdr->seqid = old;
-			return werr_set(err, rc, "%s: writing the %s header copy failed: %s", what,
-					i ? "secondary" : "primary", strerror(-rc));
-		}
+		if ((rc = w->pwrite(w->arg, bin, LUKS2_BIN_SIZE, off)) < 0 ||
+		    (rc = w->pwrite(w->arg, p + LUKS2_BIN_SIZE, hs - LUKS2_BIN_SIZE,
+				    off + LUKS2_BIN_SIZE)) < 0 ||
+		    (rc = w->sync(w->arg)) < 0 || (rc = w->pwrite(w->arg, p, LUKS2_BIN_SIZE, off)) < 0 ||
+		    (rc = w->sync(w->arg)) < 0)
+			werr_set(err, rc, "%s: writing the %s header copy failed: %s", what,
+				 i ? "secondary" : "primary", strerror(-rc));
+	}
+	free(buf);
+	free(bin);
+	if (rc < 0) {
+		hdr->seqid = old;
+		return rc;
 	}
 	hdr->used_copy = 0;
 	for (int i = 0; i < 2; i++) {
@@ -515,4 +544,20 @@ int luks2_hdr_write(int fd, struct luks2_hdr *hdr, const char *what, struct werr
 		hdr->copy[i].seqid = hdr->seqid;
 	}
 	return 0;
+}
+
+static int fd_pwrite(void *arg, const void *buf, size_t len, uint64_t off)
+{
+	return write_full_at(*(int *)arg, buf, len, (off_t)off);
+}
+
+static int fd_sync(void *arg)
+{
+	return fsync(*(int *)arg) < 0 ? -errno : 0;
+}
+
+int luks2_hdr_write(int fd, struct luks2_hdr *hdr, const char *what, struct werr *err)
+{
+	struct luks2_writer w = {.pwrite = fd_pwrite, .sync = fd_sync, .arg = &fd};
+	return luks2_hdr_commit(&w, hdr, what, err);
 }
