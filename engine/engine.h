@@ -7,6 +7,10 @@
  * on-disk journal/park areas, filesystem size probing, and the conversion
  * state kept in the LUKS2 header through format/.
  *
+ * This header is the API callers use (conv_run, conv_status and their
+ * types). The pipeline, the I/O backends, the cipher, the durable records
+ * and the test hooks are in engine/internal.h.
+ *
  * ---------------------------------------------------------------------------
  * THE INVARIANT (see engine/README.md for the long form)
  *
@@ -42,12 +46,11 @@
 #define WRAPD_ENGINE_H
 
 #include <signal.h>
-#include <sys/uio.h>
 
 #include "common/common.h"
 
-struct luks2_hdr;
 struct wrapd_token;
+struct conv_test_hooks; /* engine/internal.h: tests only */
 
 /* ---- geometry of an attached (shifted) conversion ------------------------ */
 #define ENGINE_SHIFT (16ull * 1024 * 1024)    /* data offset of a wrapd volume */
@@ -61,157 +64,6 @@ struct wrapd_token;
 #define ENGINE_JOURNAL_OFF (1024ull * 1024)
 /* A detached header file has this size (header + keyslots area for the journal). */
 #define ENGINE_DETACHED_HDR_SIZE (16ull * 1024 * 1024)
-
-/* ---- the cipher ------------------------------------------------------------ */
-
-enum engine_xform {
-	ENGINE_XF_ENCRYPT = 0, /* plain -> new key */
-	ENGINE_XF_REKEY,       /* old key -> new key */
-	ENGINE_XF_DECRYPT,     /* old key -> plain */
-	ENGINE_XF_COPY,        /* cipher off: I/O only (bench) */
-};
-
-/* One direction-capable AES-256-XTS key (two EVP contexts). Per thread. */
-struct xts_key {
-	void *enc, *dec;      /* EVP_CIPHER_CTX* */
-};
-/* Refuses keys that are not 64 bytes (-EINVAL) and, when for_encrypt, keys
- * whose halves are equal (OpenSSL refuses XTS encryption with them). */
-int xts_key_init(struct xts_key *k, const struct secbuf *vk, bool for_encrypt);
-void xts_key_free(struct xts_key *k);
-/* Encrypts or decrypts buf in place, sector by sector; the IV of the first
- * sector is iv512 (512-byte sector number relative to the data segment),
- * and advances by sector_size/512 per sector, as dm-crypt does. */
-int xts_crypt(struct xts_key *k, bool enc, uint8_t *buf, size_t len, uint32_t sector_size,
-	      uint64_t iv512);
-/* Key check without a context. */
-bool xts_key_halves_equal(const struct secbuf *vk);
-
-/* 64-bit hash of one 512-byte sub-sector (journal; not cryptographic). */
-uint64_t engine_hash512(const uint8_t *p, uint64_t seed);
-
-/* ---- I/O backends ---------------------------------------------------------- */
-
-struct engine_io_cqe {
-	uint64_t tag;
-	int res;              /* bytes or negative errno */
-};
-
-struct engine_io;
-struct engine_io_ops {
-	/* Buffers the pipeline will use (registered where the backend can). */
-	int (*bufs_register)(struct engine_io *io, const struct iovec *iov, unsigned n);
-	void (*bufs_unregister)(struct engine_io *io);
-	/* Queue an async read/write of file index `file`; buf_idx is the
-	 * registered buffer the memory lies in. Completions come via wait. */
-	int (*read)(struct engine_io *io, unsigned file, unsigned buf_idx, void *p, size_t len,
-		    uint64_t off, uint64_t tag);
-	int (*write)(struct engine_io *io, unsigned file, unsigned buf_idx, const void *p,
-		     size_t len, uint64_t off, uint64_t tag);
-	/* Submits queued ops and returns completions. When none is ready and
-	 * `block` is set, blocks until one is, or until io->evfd is signalled
-	 * (then *n may be 0). */
-	int (*wait)(struct engine_io *io, bool block, struct engine_io_cqe *cqes, unsigned max,
-		    unsigned *n);
-	/* Synchronous I/O for headers, journal and park (aligned buffers). */
-	int (*pread)(struct engine_io *io, unsigned file, void *p, size_t len, uint64_t off);
-	int (*pwrite)(struct engine_io *io, unsigned file, const void *p, size_t len, uint64_t off);
-	/* Durability barrier for one file: every completed write before it is durable. */
-	int (*fsync)(struct engine_io *io, unsigned file);
-	void (*free)(struct engine_io *io);
-};
-
-/* Test hook: called before every write and fsync the backend performs (op
- * counts from 1). A SIGKILL test raises SIGKILL from it at op N. */
-typedef void (*engine_op_hook)(void *arg, uint64_t op);
-
-struct engine_io {
-	const struct engine_io_ops *ops;
-	int fds[2];           /* 0: data device, 1: header (may equal fds[0]) */
-	int evfd;             /* eventfd the crypto workers signal; owned by the backend */
-	uint64_t ops_count;
-	engine_op_hook hook;
-	void *hook_arg;
-	bool dead;            /* simulator: power was lost */
-};
-
-/* io_uring: O_DIRECT-friendly, registered files and buffers, setup flags
- * COOP_TASKRUN/SINGLE_ISSUER/DEFER_TASKRUN tried at run time. */
-int engine_io_uring_new(const int fds[2], unsigned depth, struct engine_io **out,
-			struct werr *err);
-/* pread/pwrite, completions delivered immediately. */
-int engine_io_sync_new(const int fds[2], struct engine_io **out, struct werr *err);
-/*
- * Power-loss simulator (tests): a synchronous backend that remembers every
- * file's content as of its last completed fsync. At write/fsync op number
- * `loss_at` it "loses power": every 512-byte sector written since that
- * file's last fsync is independently kept, dropped (old content restored)
- * with probability 1/2, and from then on every op fails with -EIO.
- * `seed` drives the choices. loss_at 0 never loses power.
- */
-int engine_io_sim_new(const int fds[2], uint64_t loss_at, uint64_t seed,
-		      struct engine_io **out, struct werr *err);
-bool engine_io_sim_lost(const struct engine_io *io);
-static inline void engine_io_freep(struct engine_io **io)
-{
-	if (*io)
-		(*io)->ops->free(*io);
-}
-
-/* ---- the pipeline (one contiguous run) -------------------------------------- */
-
-/* A hotzone, as the checkpoint callback sees it: data positions [start,end). */
-struct engine_hotzone {
-	uint64_t start, end;
-	const uint64_t *hashes;  /* (end-start)/512 old-content hashes, or NULL */
-};
-
-/*
- * Called with the data of every earlier hotzone durable (the engine fsyncs
- * the destination before calling). `done` is the boundary: ascending runs
- * have [run.start, done) finished, descending ones [done, run.end).
- * next is the hotzone about to be written, or NULL at the end/stop. The
- * callback must make its record durable before returning 0.
- */
-typedef int (*engine_checkpoint_fn)(void *arg, uint64_t done, const struct engine_hotzone *next);
-/* Called after each completed write with the bytes it wrote. */
-typedef void (*engine_progress_fn)(void *arg, uint64_t bytes_written);
-
-struct engine_run {
-	struct engine_io *io;
-	unsigned src_file, dst_file;       /* indexes into io->fds */
-	uint64_t src_base, dst_base;       /* device offset of data position 0 */
-	uint64_t start, end;               /* data positions, multiples of sector_size */
-	bool descending;
-	enum engine_xform xform;
-	uint32_t sector_size;
-	const struct secbuf *old_vk, *new_vk;
-	size_t chunk;                      /* bytes per I/O; 0: 1 MiB */
-	size_t pool;                       /* bytes of buffers; 0: 32 MiB */
-	uint64_t hotzone;                  /* bytes per checkpoint; 0: 16 MiB */
-	bool hash_old;                     /* journal hashes of the old content */
-	uint64_t hash_seed;
-	unsigned workers;                  /* 0: online CPUs */
-	engine_checkpoint_fn checkpoint;
-	engine_progress_fn progress;
-	void *cb_arg;
-	volatile sig_atomic_t *stop;       /* set by a signal handler: checkpoint and stop */
-};
-
-/* 0 when done, -EINTR when stopped at a checkpoint, else a negative errno. */
-int engine_run(const struct engine_run *run, struct werr *err);
-
-/* ---- filesystem probing ----------------------------------------------------- */
-
-struct engine_fsinfo {
-	char type[32];            /* "" when none found */
-	uint64_t size;            /* bytes the filesystem claims (0 if unknown) */
-	uint32_t block_size;      /* filesystem block / sector size (0 if unknown) */
-	bool is_luks;             /* a LUKS1/LUKS2 signature */
-	bool other_signature;     /* recognised but not a filesystem we size (e.g. LVM) */
-};
-/* libblkid for the type, the superblock for the size (ext2/3/4, xfs, btrfs). */
-int engine_fs_probe(int fd, const char *what, struct engine_fsinfo *fi, struct werr *err);
 
 /* ---- conversions ------------------------------------------------------------ */
 
@@ -231,8 +83,6 @@ struct conv_keyprov {
 	void *arg;
 };
 
-enum conv_io_kind { CONV_IO_URING = 0, CONV_IO_SYNC, CONV_IO_SIM };
-
 struct conv_progress {
 	enum conv_op op;            /* the operation that runs (never RESUME) */
 	uint64_t done, total;       /* bytes */
@@ -250,12 +100,9 @@ struct conv_params {
 	uint64_t hotzone;
 	unsigned workers;
 	bool cipher_off;             /* bench only: I/O without the cipher */
-	bool no_direct;              /* don't use O_DIRECT (tests on tmpfs) */
-	/* I/O backend and test hooks */
-	enum conv_io_kind io_kind;
-	uint64_t sim_loss_at, sim_seed;
-	engine_op_hook hook;
-	void *hook_arg;
+	/* I/O backend choice, power-loss simulation, op hooks: tests only
+	 * (struct in engine/internal.h); NULL for io_uring and O_DIRECT. */
+	const struct conv_test_hooks *test;
 	/* progress and interruption */
 	void (*progress)(void *arg, const struct conv_progress *p);
 	void *progress_arg;

@@ -1,6 +1,6 @@
 /* engine: what lives on a device (libblkid) and how far a filesystem reaches
  * (its own superblock: blkid 2.38 does not report filesystem sizes). */
-#include "engine/engine.h"
+#include "engine/internal.h"
 
 #include <blkid.h>
 

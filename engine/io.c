@@ -2,7 +2,7 @@
  * engine: I/O backends. io_uring for real work; a synchronous one; and the
  * power-loss simulator the crash tests plug in.
  */
-#include "engine/engine.h"
+#include "engine/internal.h"
 
 #include <liburing.h>
 #include <sys/eventfd.h>

@@ -1,6 +1,7 @@
 # engine module build rules (owned by the engine module).
-libwrapd_a_SOURCES += engine/engine.h engine/xts.c engine/io.c engine/pipeline.c \
-	engine/fsprobe.c engine/convert.c
+libwrapd_a_SOURCES += engine/engine.h engine/internal.h engine/xts.c engine/io.c \
+	engine/pipeline.c engine/fsprobe.c engine/records.c engine/plan.c engine/execute.c \
+	engine/recover.c engine/refuse.c engine/convert.c
 EXTRA_DIST += engine/README.md
 
 check_PROGRAMS += tests/unit/test_engine
@@ -39,3 +40,10 @@ tests_kernel_test_convert_SOURCES = tests/kernel/test_convert.c
 tests_kernel_test_convert_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
 	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
 EXTRA_DIST += tests/kernel/test_convert.sh
+
+# The durable records (park descriptor, journal slot): layout, corruption, torn writes.
+check_PROGRAMS += tests/unit/test_engine_records
+TESTS += tests/unit/test_engine_records
+tests_unit_test_engine_records_SOURCES = tests/unit/test_engine_records.c tests/unit/engine_testlib.h
+tests_unit_test_engine_records_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_engine_records_LDADD = $(UNIT_LIBS)

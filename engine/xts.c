@@ -1,5 +1,5 @@
 /* engine: AES-256-XTS per sector through OpenSSL EVP, and the journal hash. */
-#include "engine/engine.h"
+#include "engine/internal.h"
 
 #include <openssl/evp.h>
 

@@ -12,7 +12,7 @@
 #include <openssl/rand.h>
 #include <sys/stat.h>
 
-#include "engine/engine.h"
+#include "engine/internal.h"
 #include "format/format.h"
 
 #define T_UNUSED __attribute__((unused))

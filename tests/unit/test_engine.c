@@ -26,7 +26,9 @@ static int run(struct tkeys *tk, const char *dev, const char *hdr, enum conv_op 
 	struct conv_keyprov kp = {.new_key = tk_new_key, .unwrap = tk_unwrap, .arg = tk};
 	struct conv_params p = {.device = dev, .header = hdr, .op = op, .sector_size = ss,
 				.tail_is_free = tail_free, .keys = &kp, .chunk = 128 * 1024,
-				.hotzone = 512 * 1024, .pool = 1024 * 1024, .io_kind = io};
+				.hotzone = 512 * 1024, .pool = 1024 * 1024};
+	struct conv_test_hooks th = {.io_kind = io};
+	p.test = &th;
 	struct conv_result r;
 	int rc = conv_run(&p, &r, err);
 	if (rc < 0)

@@ -125,8 +125,8 @@ static int setup(void **state)
 		struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
 		struct counter cnt = {0};
 		struct conv_params p = params(&kp, dev, c->detached ? hdr : NULL, c->op, c->ss);
-		p.hook = count_hook;
-		p.hook_arg = &cnt;
+		struct conv_test_hooks th = {.hook = count_hook, .hook_arg = &cnt};
+		p.test = &th;
 		struct werr err = {0};
 		int rc = conv_run(&p, NULL, &err);
 		tk_free(&tk);
@@ -210,10 +210,9 @@ static void crash_runs(bool powerloss)
 		struct conv_params p = params(&kp, dev, c->detached ? hdr : NULL, c->op, c->ss);
 		struct werr err = {0};
 		if (powerloss) {
-			p.io_kind = CONV_IO_SIM;
-			p.sim_loss_at = k;
-			p.sim_seed = simseed;
-			p.no_direct = true;
+			struct conv_test_hooks th = {.io_kind = CONV_IO_SIM, .sim_loss_at = k,
+						     .sim_seed = simseed, .no_direct = true};
+			p.test = &th;
 			struct conv_result r = {0};
 			(void)conv_run(&p, &r, &err);
 		} else {
@@ -222,8 +221,8 @@ static void crash_runs(bool powerloss)
 			assert_true(pid >= 0);
 			if (pid == 0) {
 				struct counter cnt = {.kill_at = k};
-				p.hook = count_hook;
-				p.hook_arg = &cnt;
+				struct conv_test_hooks th = {.hook = count_hook, .hook_arg = &cnt};
+				p.test = &th;
 				int rc = conv_run(&p, NULL, &err);
 				_exit(rc < 0 ? 3 : 0);
 			}
