@@ -393,18 +393,36 @@ static int finish_header(struct conv *c)
 	return hdr_commit(c);
 }
 
-/* Detached decrypt done: the header file must not open the plain device. */
+/*
+ * Detached decrypt done: the header file must not open the plain device.
+ * The order matters (issue 10: a power loss here was not recovered). Wiping
+ * both copies with one write and one fsync could leave, torn, a copy whose
+ * magic survived but whose checksum no longer matches, and no valid copy:
+ * resume refused the file. So first the one 512-byte sector of each copy
+ * that holds its magic and checksum (sector writes are atomic: each copy is
+ * then either whole, still naming the finished state, so resume retires it
+ * again, or has no magic), fsync; then the rest of both copies, fsync.
+ */
 static int retire_header_file(struct conv *c)
 {
-	size_t n = (size_t)(2 * c->hdr->hdr_size);
+	size_t hs = (size_t)c->hdr->hdr_size, n = 2 * hs;
 	uint8_t *z = abuf(n);
 	if (!z)
 		return -ENOMEM;
-	int rc = c->io->ops->pwrite(c->io, 1, z, n, 0);
+	int rc = c->io->ops->pwrite(c->io, 1, z, 512, 0);
+	if (rc == 0)
+		rc = c->io->ops->pwrite(c->io, 1, z, 512, hs);
+	if (rc == 0)
+		rc = c->io->ops->fsync(c->io, 1);
+	if (rc == 0)
+		rc = c->io->ops->pwrite(c->io, 1, z, n, 0);
 	if (rc == 0)
 		rc = c->io->ops->fsync(c->io, 1);
 	free(z);
-	return rc;
+	if (rc < 0)
+		return werr_set(c->err, rc, "%s: wiping the header file failed: %s; run 'wrapctl resume %s --header %s'",
+				c->p->header, strerror(-rc), c->what, c->p->header);
+	return 0;
 }
 
 /* ---- the whole run ------------------------------------------------------------------- */
