@@ -276,6 +276,54 @@ static int bubble_write(struct conv *c, uint64_t where)
 	return st_set_u64(c->state, "bubble", where);
 }
 
+/* The plaintext the head gets at the end: the bubble, deciphered (issue 10
+ * item 9: the bubble stays ciphertext while it waits below the data offset
+ * and travels; a bubble_form-less state from an earlier version holds
+ * plaintext already). */
+static int bubble_plain(struct conv *c, uint8_t *out)
+{
+	memcpy(out, c->bubble, PARK_LEN);
+	const char *form = st_str(c->state, "bubble_form");
+	if (!form || strcmp(form, "cipher") || conv_xform(c) == ENGINE_XF_COPY)
+		return 0;
+	struct keys2 k;
+	int rc = keys2_init(c, &k, ENGINE_XF_DECRYPT);
+	if (rc == 0)
+		rc = xts_crypt(&k.oldk, false, out, PARK_LEN, c->sector_size, 0);
+	keys2_free(&k);
+	return rc < 0 ? werr_set(c->err, rc, "%s: cannot decipher the start of the data", c->what)
+		      : 0;
+}
+
+/* Fresh: the first L bytes of the data (ciphertext, as they are) become the
+ * bubble, at the top of the keyslots area; the state names it after that. */
+static int bubble_start(struct conv *c)
+{
+	int rc = c->io->ops->pread(c->io, 0, c->bubble, PARK_LEN, c->seg_off);
+	if (rc < 0)
+		return werr_set(c->err, rc, "%s: reading the start of the data failed", c->what);
+	json_object_set_new(c->state, "bubble_form", json_string("cipher"));
+	if ((rc = bubble_write(c, ENGINE_SHIFT - PARK_LEN)) < 0)
+		return rc;
+	st_set_u64(c->state, "done", PARK_LEN);
+	return hdr_commit(c);
+}
+
+static int bubble_load(struct conv *c, uint64_t b)
+{
+	int rc = c->io->ops->pread(c->io, 0, c->bubble, PARK_LEN, b);
+	uint8_t h[32];
+	char hx[65];
+	sha256(c->bubble, PARK_LEN, h);
+	hex(h, 32, hx);
+	const char *want = st_str(c->state, "bubble_sha");
+	if (rc < 0 || !want || strcmp(hx, want))
+		return werr_set(c->err, -EUCLEAN,
+				"%s: the saved copy of the start of the volume is damaged; refusing to go on",
+				c->what);
+	return 0;
+}
+
 static int do_shift_decrypt(struct conv *c)
 {
 	int rc = 0;
@@ -285,36 +333,11 @@ static int do_shift_decrypt(struct conv *c)
 	uint64_t done = st_u64(c->state, "done");
 	uint64_t b = st_u64(c->state, "bubble");
 	if (done == UINT64_MAX || b == UINT64_MAX) {
-		/* Fresh: decrypt the first L bytes into the bubble, park it in
-		 * the keyslots area. The state is only written after that. */
-		rc = c->io->ops->pread(c->io, 0, c->bubble, PARK_LEN, c->seg_off);
-		if (rc == 0 && conv_xform(c) != ENGINE_XF_COPY) {
-			struct keys2 k;
-			rc = keys2_init(c, &k, ENGINE_XF_DECRYPT);
-			if (rc == 0)
-				rc = xts_crypt(&k.oldk, false, c->bubble, PARK_LEN, c->sector_size, 0);
-			keys2_free(&k);
-		}
-		if (rc < 0)
-			return werr_set(c->err, rc, "%s: reading the start of the data failed", c->what);
+		if ((rc = bubble_start(c)) < 0)
+			return rc;
 		done = PARK_LEN;
-		b = ENGINE_SHIFT - PARK_LEN; /* top of the keyslots area */
-		if ((rc = bubble_write(c, b)) < 0)
-			return rc;
-		st_set_u64(c->state, "done", done);
-		if ((rc = hdr_commit(c)) < 0)
-			return rc;
-	} else {
-		rc = c->io->ops->pread(c->io, 0, c->bubble, PARK_LEN, b);
-		uint8_t h[32];
-		char hx[65];
-		sha256(c->bubble, PARK_LEN, h);
-		hex(h, 32, hx);
-		const char *want = st_str(c->state, "bubble_sha");
-		if (rc < 0 || !want || strcmp(hx, want))
-			return werr_set(c->err, -EUCLEAN,
-					"%s: the saved copy of the start of the volume is damaged; refusing to go on",
-					c->what);
+	} else if ((rc = bubble_load(c, b)) < 0) {
+		return rc;
 	}
 	c->done_bytes = done;
 	/* One run; hotzones of at most OFF - 2L keep the bubble placeable. */
@@ -322,16 +345,19 @@ static int do_shift_decrypt(struct conv *c)
 			  ENGINE_SHIFT - 2 * PARK_LEN, true);
 	if (rc < 0)
 		return rc;
-	/* Unpark: prior = the header area as it is, target = the bubble. */
-	uint8_t *prior = abuf(PARK_LEN);
-	if (!prior)
-		return -ENOMEM;
-	rc = c->io->ops->pread(c->io, 0, prior, PARK_LEN, 0);
+	/* Unpark: prior = the header area as it is, target = the bubble's plaintext. */
+	uint8_t *prior = abuf(PARK_LEN), *target = abuf(PARK_LEN);
+	rc = prior && target ? 0 : -ENOMEM;
 	if (rc == 0)
-		rc = park_write(c, PARK_KIND_DECRYPT, prior, c->bubble);
+		rc = bubble_plain(c, target);
 	if (rc == 0)
-		rc = unpark_head(c, prior, c->bubble);
+		rc = c->io->ops->pread(c->io, 0, prior, PARK_LEN, 0);
+	if (rc == 0)
+		rc = park_write(c, PARK_KIND_DECRYPT, prior, target);
+	if (rc == 0)
+		rc = unpark_head(c, prior, target);
 	abuf_free(prior, PARK_LEN);
+	abuf_free(target, PARK_LEN);
 	if (rc == 0)
 		rc = park_clear(c);
 	return rc;

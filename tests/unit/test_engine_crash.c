@@ -306,6 +306,62 @@ static void test_powerloss_decrypt_end(void **state)
 	assert_int_equal(fails, 0);
 }
 
+/*
+ * Issue 10 item 9: a shift decrypt parks the head of the data (the
+ * "bubble") in the keyslots area before its first checkpoint. A power loss
+ * around that first header write must not leave any plaintext of the
+ * volume below the data offset, and the conversion must still resume.
+ */
+static void test_shift_decrypt_start_no_plaintext(void **state)
+{
+	char dev[300], hdr[300];
+	snprintf(dev, sizeof(dev), "%s/bub.img", dir);
+	snprintf(hdr, sizeof(hdr), "%s/bub.hdr", dir);
+	unsigned cases = 0, leaks = 0, fails = 0;
+	for (unsigned ci = 0; ci < ARRAY_SIZE(cfgs); ci++) {
+		struct cfg *c = &cfgs[ci];
+		if (c->op != CONV_DECRYPT || c->detached)
+			continue;
+		/* ops 1-10: the plan's commit; 11-12: the bubble and its fsync;
+		 * 13-22: the first checkpoint, torn at each of its ops. */
+		for (uint64_t k = 11; k <= 22; k++)
+			for (uint64_t simseed = 1; simseed <= 2; simseed++) {
+				lay_out(c, dev, hdr);
+				struct tkeys tk = {.seed = 1, .n = 1};
+				struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
+				struct conv_params p = params(&kp, dev, NULL, c->op, c->ss);
+				struct conv_test_hooks th = {.io_kind = CONV_IO_SIM, .sim_loss_at = k,
+							     .sim_seed = simseed, .no_direct = true};
+				p.test = &th;
+				struct werr err = {0};
+				(void)conv_run(&p, NULL, &err);
+				uint8_t *low = t_read_file(dev, 0, ENGINE_SHIFT);
+				assert_non_null(low);
+				bool leak = false;
+				for (uint64_t o = 0; o < ENGINE_SHIFT && !leak; o += 512)
+					for (uint64_t q = 0; q < 256 * 1024 && !leak; q += 512)
+						leak = !memcmp(low + o, c->orig + q, 512);
+				free(low);
+				int rc = recover(c, &tk, dev, NULL, &err);
+				int v = rc < 0 ? rc : verify(c, &tk, dev, NULL);
+				cases++;
+				leaks += leak;
+				if (leak || rc < 0 || v < 0) {
+					fails++;
+					print_message("FAIL shift decrypt ss=%u power loss at op %llu seed %llu: %s%s (verify %d)\n",
+						      c->ss, (unsigned long long)k,
+						      (unsigned long long)simseed,
+						      leak ? "plaintext below the data offset; " : "",
+						      rc < 0 ? werr_str(&err, rc) : "resume ok", v);
+				}
+				tk_free(&tk);
+			}
+	}
+	print_message("shift decrypt start: %u cases, %u with plaintext below the data offset, %u failed\n",
+		      cases, leaks, fails);
+	assert_int_equal(fails, 0);
+}
+
 static void test_sigkill(void **state) { crash_runs(false); }
 static void test_powerloss(void **state) { crash_runs(true); }
 
@@ -315,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_sigkill),
 		cmocka_unit_test(test_powerloss),
 		cmocka_unit_test(test_powerloss_decrypt_end),
+		cmocka_unit_test(test_shift_decrypt_start_no_plaintext),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
