@@ -90,6 +90,7 @@ static void conv_cleanup(struct conv *c)
 	json_decref(c->state);
 	secbuf_free(&c->old_vk);
 	secbuf_free(&c->new_vk);
+	secbuf_free(&c->jkey);
 	abuf_free(c->bubble, PARK_LEN);
 }
 

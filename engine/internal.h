@@ -49,6 +49,16 @@ bool xts_key_halves_equal(const struct secbuf *vk);
 
 /* 64-bit hash of one 512-byte sub-sector (journal; not cryptographic). */
 uint64_t engine_hash512(const uint8_t *p, uint64_t seed);
+/* SipHash-2-4 of p[0,len) under a 16-byte key. */
+uint64_t engine_siphash(const uint8_t key[16], const uint8_t *p, size_t len);
+/* The journal's hash key: 16 bytes of HMAC-SHA256(vk, "wrapd-journal-v1" ||
+ * le64(seed)), into a secbuf. Without the VK the journal's hashes of
+ * plaintext are useless: no guess about a sector can be checked. */
+int engine_journal_key(const struct secbuf *vk, uint64_t seed, struct secbuf *key);
+/* The journal hash of one 512-byte sub-sector: SipHash-2-4 under key, or,
+ * when key is NULL (conversions started by earlier versions), the seeded
+ * non-cryptographic hash. */
+uint64_t engine_jhash512(const uint8_t *key, uint64_t seed, const uint8_t *p);
 
 /* ---- I/O backends ---------------------------------------------------------- */
 
@@ -151,6 +161,7 @@ struct engine_run {
 	uint64_t hotzone;                  /* bytes per checkpoint; 0: 16 MiB */
 	bool hash_old;                     /* journal hashes of the old content */
 	uint64_t hash_seed;
+	const uint8_t *hash_key;           /* 16 bytes (engine_jhash512), or NULL */
 	unsigned workers;                  /* 0: online CPUs */
 	engine_checkpoint_fn checkpoint;
 	engine_progress_fn progress;
@@ -216,6 +227,7 @@ struct conv {
 	uint64_t size;              /* data positions [0,size) */
 	uint64_t U;                 /* shift encrypt: positions moved */
 	uint64_t hash_seed;
+	struct secbuf jkey;         /* the journal hash key; empty: legacy hash */
 	uint64_t total, done_bytes;
 	/* decrypt bubble */
 	uint8_t *bubble;

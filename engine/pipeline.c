@@ -132,7 +132,7 @@ static void *worker_main(void *arg)
 			hz_range(p, h, &a, &b);
 			uint64_t *hs = p->hashes[h & 1] + (s->pos - a) / 512;
 			for (uint64_t o = 0; o < s->len; o += 512)
-				hs[o / 512] = engine_hash512(s->buf + o, r->hash_seed);
+				hs[o / 512] = engine_jhash512(r->hash_key, r->hash_seed, s->buf + o);
 		}
 		if (!res) {
 			uint64_t iv = s->pos / 512;

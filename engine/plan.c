@@ -359,6 +359,27 @@ static bool blank_header_file(struct conv *c)
 
 /* ---- the plans ---------------------------------------------------------------------- */
 
+/* In-place conversions key their journal hashes with a key derived from the
+ * VK of the encrypted side (issue 10 item 9): the journal holds hashes of
+ * plaintext until the run ends, and unkeyed they would confirm guesses. A
+ * state without "jhash" was started by an earlier version: seeded hash. */
+static int journal_key_setup(struct conv *c, bool fresh)
+{
+	if (c->shift)
+		return 0;
+	if (fresh)
+		json_object_set_new(c->state, "jhash", json_string("siphash-vk"));
+	const char *jh = st_str(c->state, "jhash");
+	if (!jh)
+		return 0;
+	if (strcmp(jh, "siphash-vk"))
+		return werr_set(c->err, -EUCLEAN, "%s: unknown journal hash \"%s\" in the conversion state",
+				c->what, jh);
+	const struct secbuf *vk = c->op == CONV_ENCRYPT ? &c->new_vk : &c->old_vk;
+	int rc = engine_journal_key(vk, c->hash_seed, &c->jkey);
+	return rc < 0 ? werr_set(c->err, rc, "%s: cannot derive the journal key", c->what) : 0;
+}
+
 int plan_fresh(struct conv *c)
 {
 	const struct conv_params *p = c->p;
@@ -387,7 +408,7 @@ int plan_fresh(struct conv *c)
 	if ((rc = new_header(c, 0)) < 0)
 		return rc;
 	c->state = state_new(c, "inplace");
-	if ((rc = hdr_commit(c)) < 0)
+	if ((rc = journal_key_setup(c, true)) < 0 || (rc = hdr_commit(c)) < 0)
 		return rc;
 	c->hdr_committed = true;
 	return 0;
@@ -424,7 +445,9 @@ static int plan_resume(struct conv *c, json_t *st)
 		return werr_set(c->err, -EUCLEAN,
 				"%s: the device size changed during the conversion; restore its size first",
 				c->what);
-	return load_keys(c, true);
+	if ((rc = load_keys(c, true)) < 0)
+		return rc;
+	return journal_key_setup(c, false);
 }
 
 /* A finished wrapd header: start a rekey or a decrypt on it. */
@@ -468,6 +491,8 @@ static int plan_start(struct conv *c)
 		    (rc = luks2_requirement_set(c->hdr, WRAPD_REQ_REENCRYPT, true, err)) < 0)
 			return rc;
 	}
+	if ((rc = journal_key_setup(c, true)) < 0)
+		return rc;
 	/* The requirement and state are durable before any data moves. */
 	if ((rc = hdr_commit(c)) < 0)
 		return rc;

@@ -76,7 +76,8 @@ int recover_hotzone(struct conv *c, uint64_t a, uint64_t e, const uint64_t *hash
 		unsigned nold = 0, subs = ss / 512;
 		bool old[8] = {0};
 		for (unsigned j = 0; j < subs; j++) {
-			old[j] = engine_hash512(s + j * 512, c->hash_seed) == hashes[(o / 512) + j];
+			old[j] = engine_jhash512(c->jkey.len ? c->jkey.data : NULL, c->hash_seed,
+						 s + j * 512) == hashes[(o / 512) + j];
 			nold += old[j];
 		}
 		if (nold == 0)

@@ -1,7 +1,8 @@
-/* engine: AES-256-XTS per sector through OpenSSL EVP, and the journal hash. */
+/* engine: AES-256-XTS per sector through OpenSSL EVP, and the journal hashes. */
 #include "engine/internal.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 bool xts_key_halves_equal(const struct secbuf *vk)
 {
@@ -91,4 +92,77 @@ uint64_t engine_hash512(const uint8_t *p, uint64_t seed)
 		d = rotl64((d ^ w[3]) * 0xc2b2ae3d27d4eb4fULL, 33);
 	}
 	return fmix64(a ^ rotl64(b, 13) ^ rotl64(c, 29) ^ rotl64(d, 47) ^ 512);
+}
+
+/* ---- keyed journal hash: SipHash-2-4 (Aumasson, Bernstein), a PRF ----------------------- */
+
+#define SIPROUND                                                                              \
+	do {                                                                                  \
+		v0 += v1;                                                                     \
+		v1 = rotl64(v1, 13);                                                          \
+		v1 ^= v0;                                                                     \
+		v0 = rotl64(v0, 32);                                                          \
+		v2 += v3;                                                                     \
+		v3 = rotl64(v3, 16);                                                          \
+		v3 ^= v2;                                                                     \
+		v0 += v3;                                                                     \
+		v3 = rotl64(v3, 21);                                                          \
+		v3 ^= v0;                                                                     \
+		v2 += v1;                                                                     \
+		v1 = rotl64(v1, 17);                                                          \
+		v1 ^= v2;                                                                     \
+		v2 = rotl64(v2, 32);                                                          \
+	} while (0)
+
+uint64_t engine_siphash(const uint8_t key[16], const uint8_t *p, size_t len)
+{
+	uint64_t k0 = le64_load(key), k1 = le64_load(key + 8);
+	uint64_t v0 = k0 ^ 0x736f6d6570736575ULL, v1 = k1 ^ 0x646f72616e646f6dULL;
+	uint64_t v2 = k0 ^ 0x6c7967656e657261ULL, v3 = k1 ^ 0x7465646279746573ULL;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t m = le64_load(p + i);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
+	}
+	uint64_t b = (uint64_t)len << 56;
+	for (size_t j = 0; i + j < len; j++)
+		b |= (uint64_t)p[i + j] << (8 * j);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+int engine_journal_key(const struct secbuf *vk, uint64_t seed, struct secbuf *key)
+{
+	static const char label[] = "wrapd-journal-v1";
+	uint8_t msg[sizeof(label) - 1 + 8], mac[32];
+	unsigned maclen = sizeof(mac);
+	if (!vk || vk->len != 64)
+		return -EINVAL;
+	memcpy(msg, label, sizeof(label) - 1);
+	le64_store(msg + sizeof(label) - 1, seed);
+	int rc = secbuf_alloc(key, 16);
+	if (rc < 0)
+		return rc;
+	if (!HMAC(EVP_sha256(), vk->data, (int)vk->len, msg, sizeof(msg), mac, &maclen))
+		rc = -EIO;
+	else if ((rc = secbuf_append(key, mac, 16)) < 0)
+		secbuf_free(key);
+	explicit_bzero(mac, sizeof(mac));
+	return rc;
+}
+
+uint64_t engine_jhash512(const uint8_t *key, uint64_t seed, const uint8_t *p)
+{
+	return key ? engine_siphash(key, p, 512) : engine_hash512(p, seed);
 }

@@ -160,6 +160,35 @@ static void test_journal_refusals(void **s)
 	free(x);
 }
 
+/* SipHash-2-4 reference vector (the paper's appendix A): key 00..0f,
+ * message 00..0e. And the journal key depends on VK and seed. */
+static void test_siphash(void **s)
+{
+	uint8_t key[16], msg[15];
+	for (int i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	for (int i = 0; i < 15; i++)
+		msg[i] = (uint8_t)i;
+	assert_true(engine_siphash(key, msg, 15) == 0xa129ca6149be45e5ull);
+	struct secbuf vk = {0}, k1 = {0}, k2 = {0}, k3 = {0};
+	assert_int_equal(secbuf_alloc(&vk, 64), 0);
+	memset(vk.data, 0x5a, 64);
+	vk.len = 64;
+	assert_int_equal(engine_journal_key(&vk, 1, &k1), 0);
+	assert_int_equal(engine_journal_key(&vk, 2, &k2), 0);
+	vk.data[63] ^= 1;
+	assert_int_equal(engine_journal_key(&vk, 1, &k3), 0);
+	assert_int_equal(k1.len, 16);
+	assert_memory_not_equal(k1.data, k2.data, 16);
+	assert_memory_not_equal(k1.data, k3.data, 16);
+	vk.len = 32;
+	assert_int_equal(engine_journal_key(&vk, 1, &k2), -EINVAL);
+	secbuf_free(&vk);
+	secbuf_free(&k1);
+	secbuf_free(&k2);
+	secbuf_free(&k3);
+}
+
 /* ---- torn writes through the power-loss simulator ---------------------------------- */
 
 static char tdir[256];
@@ -302,7 +331,7 @@ int main(void)
 		cmocka_unit_test(test_park_roundtrip),  cmocka_unit_test(test_park_layout),
 		cmocka_unit_test(test_park_corrupt),    cmocka_unit_test(test_journal_roundtrip),
 		cmocka_unit_test(test_journal_refusals), cmocka_unit_test(test_park_torn),
-		cmocka_unit_test(test_journal_torn),
+		cmocka_unit_test(test_journal_torn),     cmocka_unit_test(test_siphash),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
