@@ -115,13 +115,23 @@ static void schedule(struct vault_client *vc, long long ttl_s, bool renewable)
 	vc->renew_at_ms = now + (uint64_t)ttl_s * 1000 * 2 / 3;
 }
 
+/* A TTL in seconds from a Vault answer, clamped to +-100 years: converting
+ * a real outside long long's range is undefined behaviour (1e300 became
+ * LLONG_MIN, "never expires"), and ttl * 1000 must not overflow. */
+#define VAULT_TTL_MAX (100LL * 365 * 86400)
 static long long json_ll(json_t *o, const char *k)
 {
 	json_t *v = json_object_get(o, k);
-	if (json_is_integer(v))
-		return (long long)json_integer_value(v);
-	if (json_is_real(v))
-		return (long long)json_real_value(v);
+	if (json_is_integer(v)) {
+		json_int_t x = json_integer_value(v);
+		return x > VAULT_TTL_MAX ? VAULT_TTL_MAX : x < -VAULT_TTL_MAX ? -VAULT_TTL_MAX : x;
+	}
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (!(d > (double)-VAULT_TTL_MAX))
+			return d < 0 ? -VAULT_TTL_MAX : 0; /* also NaN */
+		return d >= (double)VAULT_TTL_MAX ? VAULT_TTL_MAX : (long long)d;
+	}
 	return 0;
 }
 

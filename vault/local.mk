@@ -49,3 +49,8 @@ CLEANFILES += tests/fuzz/fuzz_config$(EXEEXT) tests/fuzz/fuzz_vault_response$(EX
 check_SCRIPTS += tests/fuzz/fuzz_config$(EXEEXT) tests/fuzz/fuzz_vault_response$(EXEEXT)
 endif
 EXTRA_DIST += tests/fuzz/fuzz_config.c tests/fuzz/fuzz_vault_response.c
+
+# A Vault answer's TTL as a huge JSON real (1e300) is clamped, not converted
+# with undefined behaviour (issue 10 item 9).
+TESTS += tests/unit/vault-ttl.sh
+dist_noinst_SCRIPTS += tests/unit/vault-ttl.sh
