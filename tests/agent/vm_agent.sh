@@ -50,6 +50,9 @@ stop_agent() {
 # table_set FILE: install FILE as the table by rename (as an editor does).
 table_set() { chmod 644 "$1"; mv -f "$1" "$W/volumes"; }
 ndecrypt() { $H count-decrypt | cut -d' ' -f1; }
+nrequests() { /usr/bin/python3 -c "
+import json, urllib.request
+print(len(json.loads(urllib.request.urlopen('$VAULT_ADDR/_double/log').read())['requests']))"; }
 # voluntary context switches of every thread of PID, summed
 # settled PID: every thread of PID is asleep (state S), so a status request
 # that just ended has let the loop go back to epoll_wait (the count only
@@ -113,8 +116,11 @@ chmod 600 "$SOCK"; chmod 700 "$W"
 idle_check "20 volumes"
 
 # ---- table changes, no restart ---------------------------------------------------
+r0=$(nrequests)
 cp "$W/volumes" "$W/t" && echo "kagt-22 $W/v22.img" >>"$W/t" && table_set "$W/t"
 check "a line added is opened without restart" $Q wait "v.get('kagt-22', {}).get('state') == 'open'"
+check "  ... with exactly ONE Vault request, a decrypt (steady state: no lookup-self, no GET keys)" \
+	test "$(nrequests)" = "$((r0 + 1))" -a "$(ndecrypt)" = "$((d1 + 1))"
 check "  ... /dev/mapper/kagt-22 exists" test -b /dev/mapper/kagt-22
 grep -v '^kagt-05 ' "$W/volumes" >"$W/t" && table_set "$W/t"
 check "a line removed is closed" $Q wait "'kagt-05' not in v"
