@@ -148,6 +148,7 @@ struct vol {
 	bool changed;              /* its line changed while mapped; not yet applied */
 	bool adopted;              /* found open at start */
 	bool adopted_unlisted;     /* found open, and no table line names it */
+	bool checked;              /* noauto: whether it is mapped is known */
 	enum vol_state st;
 	bool busy;                 /* a job for it is in flight */
 	char backing[4096];

@@ -204,7 +204,19 @@ static int item_set(struct job_item *it, const struct vol *v)
 	it->header = v->header ? strdup(v->header) : NULL;
 	it->flags = v->flags;
 	it->key_version = -1;
-	return it->name && (it->device || !v->device) && (it->header || !v->header) ? 0 : -ENOMEM;
+	if (it->name && (it->device || !v->device) && (it->header || !v->header))
+		return 0;
+	free(it->name);
+	free(it->device);
+	free(it->header);
+	memset(it, 0, sizeof(*it));
+	return -ENOMEM;
+}
+
+/* A noauto line not looked at yet: only asked whether it is mapped. */
+static bool adopt_due(const struct vol *v)
+{
+	return v->noauto && v->in_table && !v->checked && !v->busy;
 }
 
 static struct job *job_new(enum job_kind k, size_t n)
@@ -256,7 +268,7 @@ void agent_kick(struct agent *a)
 	/* Opens: all due volumes in one job (one batched decrypt). */
 	size_t n = 0;
 	for (size_t i = 0; i < a->n; i++)
-		if (open_due(a, &a->v[i]) || (!a->first_pass_done && a->v[i].noauto && !a->v[i].busy))
+		if (open_due(a, &a->v[i]) || adopt_due(&a->v[i]))
 			n++;
 	/* The first pass always runs (even with an empty table): it finds the
 	 * wrapd mappings that are open already. */
@@ -268,7 +280,7 @@ void agent_kick(struct agent *a)
 		return;
 	for (size_t i = 0; i < a->n; i++) {
 		struct vol *v = &a->v[i];
-		bool adopt = !a->first_pass_done && v->noauto && !v->busy;
+		bool adopt = adopt_due(v);
 		if (!open_due(a, v) && !adopt)
 			continue;
 		if (item_set(&j->items[j->n], v) < 0)
@@ -430,6 +442,7 @@ static void open_item_done(struct agent *a, const struct job_item *it)
 		v->key_version = it->key_version;
 	}
 	if (it->adopt_only) {
+		v->checked = true;
 		v->st = it->mapped ? VS_OPEN : VS_CLOSED;
 		v->adopted = it->mapped;
 		if (it->mapped)
