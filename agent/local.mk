@@ -7,13 +7,10 @@ wrapd_SOURCES = agent/agent.h agent/main.c agent/config.c agent/log.c agent/loop
 	agent/worker.c agent/state.c agent/table_watch.c agent/status.c agent/hooks.c
 wrapd_LDADD = $(WRAPD_LIBS)
 EXTRA_DIST += systemd/wrapd.service daemonset/wrapd.yaml
-# Real-kernel suite (dm-crypt, the Vault double): built by make check, run by
-# tests/vm/run-kernel-tests.
-check_PROGRAMS += tests/kernel/test_agent
-tests_kernel_test_agent_SOURCES = tests/kernel/test_agent.c
-tests_kernel_test_agent_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
-	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
-EXTRA_DIST += tests/agent/vm_agent.sh tests/agent/agentq.py bench/agent
+# Real-kernel suite (dm-crypt, the Vault double): run by
+# tests/vm/run-kernel-tests, not by make check.
+dist_noinst_SCRIPTS += tests/agent/vm_agent.sh
+EXTRA_DIST += tests/agent/agentq.py bench/agent
 
 # On this host, against the Vault double (no dm-crypt needed).
 TESTS += tests/agent/host_agent.sh

@@ -4,27 +4,27 @@ libwrapd_a_SOURCES += engine/engine.h engine/internal.h engine/xts.c engine/io.c
 	engine/recover.c engine/refuse.c engine/convert.c
 EXTRA_DIST += engine/README.md
 
-check_PROGRAMS += tests/unit/test_engine
-TESTS += tests/unit/test_engine
-tests_unit_test_engine_SOURCES = tests/unit/test_engine.c tests/unit/engine_testlib.h
-tests_unit_test_engine_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_engine_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/engine/host_engine
+TESTS += tests/engine/host_engine
+tests_engine_host_engine_SOURCES = tests/engine/host_engine.c tests/engine/engine_testlib.h
+tests_engine_host_engine_CFLAGS = $(UNIT_CFLAGS)
+tests_engine_host_engine_LDADD = $(UNIT_LIBS)
 
-check_PROGRAMS += tests/unit/test_engine_crash
-TESTS += tests/unit/test_engine_crash
-tests_unit_test_engine_crash_SOURCES = tests/unit/test_engine_crash.c tests/unit/engine_testlib.h
-tests_unit_test_engine_crash_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_engine_crash_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/engine/host_engine_crash
+TESTS += tests/engine/host_engine_crash
+tests_engine_host_engine_crash_SOURCES = tests/engine/host_engine_crash.c tests/engine/engine_testlib.h
+tests_engine_host_engine_crash_CFLAGS = $(UNIT_CFLAGS)
+tests_engine_host_engine_crash_LDADD = $(UNIT_LIBS)
 dist_noinst_SCRIPTS += tests/crash/run-crash-full
 
-TESTS += tests/engine/test_convert_refusals.sh
-dist_noinst_SCRIPTS += tests/engine/test_convert_refusals.sh
+TESTS += tests/engine/host_convert_refusals.sh
+dist_noinst_SCRIPTS += tests/engine/host_convert_refusals.sh
 
 # wrapctl encrypt/rekey/decrypt/resume end to end against the Vault double,
 # checked by an independent AES-XTS decryption (convhelper.py); interruptions,
 # sealed Vault, loop-held files.
-TESTS += tests/engine/test_convert_cli.sh
-dist_noinst_SCRIPTS += tests/engine/test_convert_cli.sh
+TESTS += tests/engine/host_convert_cli.sh
+dist_noinst_SCRIPTS += tests/engine/host_convert_cli.sh
 EXTRA_DIST += tests/engine/convhelper.py
 
 # bench/convert (a script, not a test) drives this helper.
@@ -34,16 +34,12 @@ bench_convert_bench_LDADD = $(WRAPD_LIBS)
 dist_noinst_SCRIPTS += bench/convert
 
 # Real-kernel suite of the conversions (dm-crypt reads what the engine wrote):
-# built by make check, run by tests/vm/run-kernel-tests.
-check_PROGRAMS += tests/kernel/test_convert
-tests_kernel_test_convert_SOURCES = tests/kernel/test_convert.c
-tests_kernel_test_convert_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
-	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
-EXTRA_DIST += tests/kernel/test_convert.sh
+# run by tests/vm/run-kernel-tests, not by make check.
+dist_noinst_SCRIPTS += tests/engine/vm_convert.sh
 
 # The durable records (park descriptor, journal slot): layout, corruption, torn writes.
-check_PROGRAMS += tests/unit/test_engine_records
-TESTS += tests/unit/test_engine_records
-tests_unit_test_engine_records_SOURCES = tests/unit/test_engine_records.c tests/unit/engine_testlib.h
-tests_unit_test_engine_records_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_engine_records_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/engine/unit_engine_records
+TESTS += tests/engine/unit_engine_records
+tests_engine_unit_engine_records_SOURCES = tests/engine/unit_engine_records.c tests/engine/engine_testlib.h
+tests_engine_unit_engine_records_CFLAGS = $(UNIT_CFLAGS)
+tests_engine_unit_engine_records_LDADD = $(UNIT_LIBS)

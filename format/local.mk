@@ -4,20 +4,20 @@ libwrapd_a_SOURCES += format/format.h format/internal.h format/luks2.c format/va
 	format/uuid.c format/digest.c format/new.c format/segments.c format/token.c \
 	format/requirements.c format/conversion.c format/lock.c format/device.c
 
-check_PROGRAMS += tests/unit/test_format
-TESTS += tests/unit/test_format
-tests_unit_test_format_SOURCES = tests/unit/test_format.c
-tests_unit_test_format_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_format_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/format/unit_format
+TESTS += tests/format/unit_format
+tests_format_unit_format_SOURCES = tests/format/unit_format.c
+tests_format_unit_format_CFLAGS = $(UNIT_CFLAGS)
+tests_format_unit_format_LDADD = $(UNIT_LIBS)
 
 # wrapctl format/inspect/header against real cryptsetup, blkid and the Vault double.
-TESTS += tests/unit/format-interop.sh
-dist_noinst_SCRIPTS += tests/unit/format-interop.sh tests/fuzz/run-fuzz
+TESTS += tests/format/host_interop.sh
+dist_noinst_SCRIPTS += tests/format/host_interop.sh tests/fuzz/run-fuzz
 
 # Hostile headers (Vault path fields, cipher, digest bounds, a foreign
 # vault_addr) refused before any Vault request, end to end with the double.
-TESTS += tests/unit/format-hostile.sh
-dist_noinst_SCRIPTS += tests/unit/format-hostile.sh tests/unit/luks2-edit.py
+TESTS += tests/format/host_hostile.sh
+dist_noinst_SCRIPTS += tests/format/host_hostile.sh tests/format/luks2-edit.py
 
 # libFuzzer target for the header parser, built with $(FUZZ_CC) (clang) when
 # configure found one. Compiled from sources (not libwrapd.a) so that gcc's and
@@ -46,25 +46,21 @@ check_SCRIPTS = tests/fuzz/fuzz_luks2$(EXEEXT)
 endif
 EXTRA_DIST += tests/fuzz/fuzz_luks2.c
 
-# Real-kernel test (dm-crypt, loop device): built by make check, run by
-# tests/vm/run-kernel-tests (one VM boot when this kernel has no dm-crypt).
-check_PROGRAMS += tests/kernel/test_format
-tests_kernel_test_format_SOURCES = tests/kernel/test_format.c
-tests_kernel_test_format_CPPFLAGS = $(AM_CPPFLAGS) -DWRAPD_ABS_SRCDIR='"$(abs_top_srcdir)"' \
-	-DWRAPD_ABS_BUILDDIR='"$(abs_top_builddir)"'
-EXTRA_DIST += tests/kernel/test_format.sh
+# Real-kernel test (dm-crypt, loop device): run by tests/vm/run-kernel-tests
+# (one VM boot when this kernel has no dm-crypt), not by make check.
+dist_noinst_SCRIPTS += tests/format/vm_format.sh
 
 # luks2_device_open: the one open + lock + read header (on blockdev/).
 libwrapd_a_SOURCES += format/devopen.c
-check_PROGRAMS += tests/unit/test_format_device
-TESTS += tests/unit/test_format_device
-tests_unit_test_format_device_SOURCES = tests/unit/test_format_device.c
-tests_unit_test_format_device_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_format_device_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/format/host_format_device
+TESTS += tests/format/host_format_device
+tests_format_host_format_device_SOURCES = tests/format/host_format_device.c
+tests_format_host_format_device_CFLAGS = $(UNIT_CFLAGS)
+tests_format_host_format_device_LDADD = $(UNIT_LIBS)
 
 # The one header commit through a writer (the engine's path): order, checks.
-check_PROGRAMS += tests/unit/test_format_commit
-TESTS += tests/unit/test_format_commit
-tests_unit_test_format_commit_SOURCES = tests/unit/test_format_commit.c
-tests_unit_test_format_commit_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_format_commit_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/format/unit_format_commit
+TESTS += tests/format/unit_format_commit
+tests_format_unit_format_commit_SOURCES = tests/format/unit_format_commit.c
+tests_format_unit_format_commit_CFLAGS = $(UNIT_CFLAGS)
+tests_format_unit_format_commit_LDADD = $(UNIT_LIBS)

@@ -1,8 +1,8 @@
 # keyring module build rules (owned by the keyring module).
 libwrapd_a_SOURCES += keyring/keyring.h keyring/keyring.c
 
-check_PROGRAMS += tests/unit/test_keyring
-TESTS += tests/unit/test_keyring
-tests_unit_test_keyring_SOURCES = tests/unit/test_keyring.c
-tests_unit_test_keyring_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_keyring_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/keyring/host_keyring
+TESTS += tests/keyring/host_keyring
+tests_keyring_host_keyring_SOURCES = tests/keyring/host_keyring.c
+tests_keyring_host_keyring_CFLAGS = $(UNIT_CFLAGS)
+tests_keyring_host_keyring_LDADD = $(UNIT_LIBS)

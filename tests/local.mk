@@ -1,5 +1,10 @@
-# tests: shared test rules. Unit tests are registered by each module's local.mk;
-# the real-kernel (VM) suite and the Vault double live here.
+# tests: shared test rules. The tests of module M live in tests/M/ and are
+# registered by M/local.mk; the layer is the file-name prefix:
+#   unit_*  cmocka, pure (no kernel facility, no network)
+#   host_*  on this host: keyring, io_uring, loop devices, the Vault double
+#   vm_*    real dm-crypt; run by tests/vm/run-kernel-tests, not by make check
+# Shared helpers are in tests/lib/; the VM harness, the Vault double, the
+# fuzzer and the crash runner have their own folders.
 #
 # Every test gets these in its environment:
 #   WRAPD_SRCDIR    the source tree (read-only in CI and distcheck)
@@ -16,8 +21,9 @@ AM_TESTS_ENVIRONMENT = \
 
 EXTRA_DIST += scripts/deps scripts/build scripts/test .ci/run HACKING.md
 
-TESTS += tests/configure-missing-dep.sh
-EXTRA_DIST += tests/configure-missing-dep.sh
+# The build itself: configure names the Debian package of a missing dependency.
+TESTS += tests/build/host_configure_missing_dep.sh
+EXTRA_DIST += tests/build/host_configure_missing_dep.sh
 
 # The Vault dev-server double and its own tests.
 TEST_EXTENSIONS = .py
@@ -40,4 +46,8 @@ check-kernel: $(check_PROGRAMS) $(sbin_PROGRAMS)
 # The fuzzer's log and any crash inputs (tests/fuzz/run-fuzz) live here.
 clean-local:
 	-rm -rf fuzz-artifacts
-EXTRA_DIST += tests/lib/checks.sh
+
+# Shared helpers: cmocka glue (unit.h), shell check helpers, the one Vault-double
+# starter, and the Python helper of the volume/format VM suites.
+EXTRA_DIST += tests/lib/unit.h tests/lib/checks.sh tests/lib/vault-double.sh \
+	tests/lib/vhelper.py

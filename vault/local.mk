@@ -4,22 +4,22 @@ libwrapd_a_SOURCES += vault/vault.h vault/vault_int.h vault/config.c vault/http.
 EXTRA_DIST += vault/README.md
 
 # Pure parts: config parsing, error formatting, retry decisions, secret extraction.
-check_PROGRAMS += tests/unit/test_vault_unit
-TESTS += tests/unit/test_vault_unit
-tests_unit_test_vault_unit_SOURCES = tests/unit/test_vault_unit.c
-tests_unit_test_vault_unit_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_vault_unit_LDADD = $(UNIT_LIBS)
+check_PROGRAMS += tests/vault/unit_vault
+TESTS += tests/vault/unit_vault
+tests_vault_unit_vault_SOURCES = tests/vault/unit_vault.c
+tests_vault_unit_vault_CFLAGS = $(UNIT_CFLAGS)
+tests_vault_unit_vault_LDADD = $(UNIT_LIBS)
 
 # The client over real HTTP and HTTPS against the Vault double: the harness
 # starts the double(s) with a fresh test CA, runs test_vault_client and
 # `wrapctl vault status`, and stops them. It fails (never skips) when python3
 # or python3-cryptography is missing.
-check_PROGRAMS += tests/unit/test_vault_client
-tests_unit_test_vault_client_SOURCES = tests/unit/test_vault_client.c
-tests_unit_test_vault_client_CFLAGS = $(UNIT_CFLAGS)
-tests_unit_test_vault_client_LDADD = $(UNIT_LIBS)
-TESTS += tests/unit/vault-client.sh
-dist_noinst_SCRIPTS += tests/unit/vault-client.sh
+check_PROGRAMS += tests/vault/host_vault_client
+tests_vault_host_vault_client_SOURCES = tests/vault/host_vault_client.c
+tests_vault_host_vault_client_CFLAGS = $(UNIT_CFLAGS)
+tests_vault_host_vault_client_LDADD = $(UNIT_LIBS)
+TESTS += tests/vault/host_vault_client.sh
+dist_noinst_SCRIPTS += tests/vault/host_vault_client.sh
 
 # libFuzzer targets for the wrapd.conf parser (every module's section) and the
 # Vault response parser (secret extraction, jansson, what each call reads),
@@ -52,5 +52,5 @@ EXTRA_DIST += tests/fuzz/fuzz_config.c tests/fuzz/fuzz_vault_response.c
 
 # A Vault answer's TTL as a huge JSON real (1e300) is clamped, not converted
 # with undefined behaviour (issue 10 item 9).
-TESTS += tests/unit/vault-ttl.sh
-dist_noinst_SCRIPTS += tests/unit/vault-ttl.sh
+TESTS += tests/vault/host_vault_ttl.sh
+dist_noinst_SCRIPTS += tests/vault/host_vault_ttl.sh

@@ -1,6 +1,6 @@
 /*
  * vault internals: shared between the vault/ sources and the vault unit tests only.
- * Nothing outside vault/ and tests/unit/test_vault_*.c includes this.
+ * Nothing outside vault/ and the tests in tests/vault/ includes this.
  */
 #ifndef WRAPD_VAULT_INT_H
 #define WRAPD_VAULT_INT_H

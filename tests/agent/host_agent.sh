@@ -16,7 +16,7 @@ W=$(mktemp -d /tmp/wrapd-hagt.XXXXXX)
 . "$S/tests/lib/checks.sh"
 SOCK=$W/run/wrapd.sock
 Q="$PY $S/tests/agent/agentq.py $SOCK"
-H="$PY $S/tests/kernel/vhelper.py"
+H="$PY $S/tests/lib/vhelper.py"
 vault_pid= agent_pid=
 
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root (status socket peer checks, loop devices)"; exit 77; }

@@ -10,7 +10,7 @@ set -u
 S=${1:?srcdir}
 B=${2:?builddir}
 export PATH="$B:$PATH"
-H="/usr/bin/python3 $S/tests/kernel/vhelper.py"
+H="/usr/bin/python3 $S/tests/lib/vhelper.py"
 W=$(mktemp -d /tmp/wrapd-kagt.XXXXXX)
 SOCK=$W/run/wrapd.sock
 Q="/usr/bin/python3 $S/tests/agent/agentq.py $SOCK"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Helper for tests/engine/test_convert_cli.sh and tests/kernel/test_convert.sh.
+"""Helper for tests/engine/host_convert_cli.sh and tests/engine/vm_convert.sh.
 
 An independent check of what wrapctl wrote: the volume key comes straight
 from the Vault double's Transit decrypt (the wrapped key and its context read

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the shell test suites (sourced, not run): TAP-like check helpers
 # and the Vault dev-server double. Callers set W, their scratch directory,
 # before calling check or check_fails.
@@ -20,18 +21,19 @@ check_fails() {
 	fi
 }
 
-# start_vault_double SRCDIR DIR: the double on an ephemeral loopback port with
+# shellcheck source=tests/lib/vault-double.sh
+. "$(dirname "${BASH_SOURCE[0]}")/vault-double.sh"
+
+# start_vault_double SRCDIR DIR: the double (tests/lib/vault-double.sh) with
 # a derived Transit key "wrapd"; sets vault_pid and exports VAULT_ADDR,
 # VAULT_TOKEN (root) and VAULT_MAX_RETRIES=0. Exits the test if it fails to start.
 start_vault_double() {
-	/usr/bin/python3 "$1/tests/vault-double/vault-double" --dev --listen 127.0.0.1:0 \
-		--port-file "$2/port" --root-token root --create-key wrapd >"$2/vault.out" 2>&1 &
-	vault_pid=$!
-	for _ in $(seq 600); do [ -s "$2/port" ] && break; sleep 0.1; done
-	[ -s "$2/port" ] || { echo "not ok - the Vault double did not start"; cat "$2/vault.out"; exit 1; }
-	export VAULT_ADDR="http://127.0.0.1:$(cat "$2/port")" VAULT_TOKEN=root VAULT_MAX_RETRIES=0
+	vault_double_start "$1" "$2" vault --root-token root --create-key wrapd 2>&1 ||
+		{ echo "not ok - the Vault double did not start"; exit 1; }
+	vault_pid=$vault_double_pid
+	export VAULT_ADDR="http://127.0.0.1:$vault_double_port" VAULT_TOKEN=root VAULT_MAX_RETRIES=0
 }
 stop_vault_double() {
-	[ -n "${vault_pid:-}" ] && kill "$vault_pid" 2>/dev/null && wait "$vault_pid" 2>/dev/null
+	vault_double_stop
 	vault_pid=
 }
