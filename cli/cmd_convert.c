@@ -1,6 +1,6 @@
 /*
- * wrapctl encrypt | rekey | decrypt | resume: in-place conversions through
- * the engine (engine/engine.h). Keys come from Vault; progress goes to
+ * wrapctl encrypt | rekey | decrypt | resume: in-place conversions, done by
+ * volume_convert() (the engine, with keys from Vault). Progress goes to
  * stderr on a TTY, as JSON lines with --json, else only a final summary.
  * SIGINT/SIGTERM stop at the next checkpoint with a resume hint.
  */
@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "engine/engine.h"
-#include "format/format.h"
 #include "vault/vault.h"
+#include "volume/volume.h"
 
 /* Set by the signal handler only; handed to the engine through its params. */
 static volatile sig_atomic_t stop_flag;
@@ -22,71 +22,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop_flag = 1;
-}
-
-struct keyctx {
-	struct wrapctl_ctx *ctx;
-};
-
-static int replace(char **dst, const char *src)
-{
-	char *n = strdup(src ? src : "");
-	if (!n)
-		return -ENOMEM;
-	free(*dst);
-	*dst = n;
-	return 0;
-}
-
-static int kp_new_key(void *arg, const char *uuid, struct secbuf *vk, struct wrapd_token *tok,
-		      struct werr *err)
-{
-	struct keyctx *kc = arg;
-	struct vault_config cfg = {0};
-	struct vault_client *vc = NULL;
-	if (cli_vault_connect(kc->ctx, &cfg, &vc))
-		return werr_set(err, -EIO, "cannot reach Vault (see above)");
-	_cleanup_free_ char *context = NULL;
-	char *ct = NULL;
-	unsigned kver = 0;
-	int rc = vault_require_derived_key(vc, err);
-	if (rc == 0 && vault_context_for_uuid(uuid, &context) < 0)
-		rc = werr_set(err, -EINVAL, "bad UUID");
-	if (rc == 0)
-		rc = vault_datakey(vc, context, 512, vk, &ct, &kver, err);
-	if (rc == 0) {
-		memset(tok, 0, sizeof(*tok));
-		if (replace(&tok->vault_addr, cfg.addr) || replace(&tok->vault_namespace, cfg.namespace_) ||
-		    replace(&tok->vault_mount, cfg.mount) || replace(&tok->vault_key, cfg.key) ||
-		    replace(&tok->context, context))
-			rc = -ENOMEM;
-		tok->ciphertext = ct;
-		ct = NULL;
-		tok->key_version = kver;
-	}
-	free(ct);
-	vault_client_free(vc);
-	vault_config_free(&cfg);
-	return rc;
-}
-
-static int kp_unwrap(void *arg, const struct wrapd_token *tok, struct secbuf *vk, struct werr *err)
-{
-	struct keyctx *kc = arg;
-	/* The token names the Transit mount and key unless the user overrides. */
-	struct wrapctl_ctx c2 = *kc->ctx;
-	if (!c2.vault_mount && tok->vault_mount && *tok->vault_mount)
-		c2.vault_mount = tok->vault_mount;
-	if (!c2.vault_key && tok->vault_key && *tok->vault_key)
-		c2.vault_key = tok->vault_key;
-	struct vault_config cfg = {0};
-	struct vault_client *vc = NULL;
-	if (cli_vault_connect(&c2, &cfg, &vc))
-		return werr_set(err, -EIO, "cannot reach Vault (see above)");
-	int rc = vault_decrypt(vc, tok->ciphertext, tok->context, vk, err);
-	vault_client_free(vc);
-	vault_config_free(&cfg);
-	return rc;
 }
 
 struct progress {
@@ -209,20 +144,23 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		return 2;
 	}
 	const char *dev = argv[optind];
-	struct keyctx kc = {.ctx = ctx};
-	struct conv_keyprov kp = {.new_key = kp_new_key, .unwrap = kp_unwrap, .arg = &kc};
+	struct vault_config cfg;
+	if (cli_vault_config(ctx, &cfg))
+		return 1;
+	struct volume_vault_opts vo;
+	cli_vault_opts(ctx, &vo);
+	struct volume_ctx vctx = {.log = &ctx->log, .vcfg = &cfg, .udev = -1,
+				  .vault_key_explicit = volume_vault_opts_key_explicit(&vo)};
 	struct progress pr = {.tty = isatty(STDERR_FILENO), .json = json};
-	struct conv_params p = {
+	struct volume_convert_req rq = {
 		.device = dev,
 		.header = header,
 		.op = op,
 		.sector_size = (uint32_t)ss,
 		.tail_is_free = tail_free,
-		.keys = &kp,
 		.progress = on_progress,
 		.progress_arg = &pr,
 		.stop = &stop_flag,
-		.log = &ctx->log,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -231,7 +169,8 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 	sigaction(SIGTERM, &sa, &old_term);
 	struct conv_result res = {0};
 	struct werr err = {0};
-	int rc = conv_run(&p, &res, &err);
+	int rc = volume_convert(&vctx, &rq, &res, &err);
+	vault_config_free(&cfg);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	if (pr.tty && !json && pr.t0)

@@ -137,36 +137,6 @@ static int check_device(int fd, uint64_t size, const struct volume_format_req *r
 	return 0;
 }
 
-/* A VK from Vault for the volume `uuid`, and the token that wraps it. */
-static int new_key(const struct volume_ctx *ctx, const char *dev, const char *uuid,
-		   struct secbuf *vk, struct wrapd_token *tok, struct werr *err)
-{
-	const struct vault_config *cfg = ctx->vcfg;
-	struct vault_client *own = NULL, *vc = ctx->vc;
-	int rc = 0;
-	if (!vc)
-		rc = vault_client_new(cfg, ctx->log, &own, err);
-	if (rc == 0 && !vc)
-		vc = own;
-	if (rc == 0 && vault_context_for_uuid(uuid, &tok->context) < 0)
-		rc = werr_set(err, -ENOMEM, "%s: cannot build the Vault context", dev);
-	if (rc == 0)
-		rc = vault_require_derived_key(vc, err);
-	if (rc == 0)
-		rc = vault_datakey(vc, tok->context, 512, vk, &tok->ciphertext, &tok->key_version, err);
-	vault_client_free(own);
-	if (rc < 0)
-		return werr_prefix(err, rc, "%s: getting a volume key from Vault failed", dev);
-	if (vk->len != WRAPD_VK_BYTES)
-		return werr_set(err, -EPROTO, "%s: Vault returned a %zu-byte key, expected %d", dev,
-				vk->len, WRAPD_VK_BYTES);
-	if (!(tok->vault_addr = strdup(cfg->addr)) ||
-	    !(tok->vault_namespace = strdup(cfg->namespace_ ? cfg->namespace_ : "")) ||
-	    !(tok->vault_mount = strdup(cfg->mount)) || !(tok->vault_key = strdup(cfg->key)))
-		return werr_set(err, -ENOMEM, "out of memory");
-	return 0;
-}
-
 /* Destroys old signatures (anywhere, as wipefs -a), zeroes the metadata and
  * keyslots area, writes both copies, reads them back and checks the VK. */
 static int write_header(int fd, const char *dev, struct luks2_hdr *hdr, const struct secbuf *vk,
@@ -216,7 +186,9 @@ int volume_format(const struct volume_ctx *ctx, const struct volume_format_req *
 		return werr_set(err, -EIO, "%s: cannot generate a UUID (no random bytes)", dev);
 	_cleanup_secbuf_ struct secbuf vk = {0};
 	struct wrapd_token tok = {0};
-	rc = new_key(ctx, dev, uuid, &vk, &tok, err);
+	rc = vkey_new(ctx, uuid, &vk, &tok, err);
+	if (rc < 0)
+		werr_prefix(err, rc, "%s: getting a volume key from Vault failed", dev);
 	if (rc == 0 && rq->name && !(tok.volume_name = strdup(rq->name)))
 		rc = werr_set(err, -ENOMEM, "out of memory");
 

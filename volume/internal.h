@@ -66,4 +66,12 @@ int vgroups_get(const struct volume_ctx *ctx, struct vgroups *gs, const struct w
 		size_t *idx, struct werr *err);
 void vgroups_free(struct vgroups *gs);
 
+/* volume/keys.c: a new VK from Vault's datakey for ctx->vcfg's Transit key
+ * (ctx->vc, or a client made for the call), with the token that wraps it;
+ * and the VK of a token, through the client vgroups_get picks. */
+int vkey_new(const struct volume_ctx *ctx, const char *uuid, struct secbuf *vk,
+	     struct wrapd_token *tok, struct werr *err);
+int vkey_unwrap(const struct volume_ctx *ctx, struct vgroups *gs, const struct wrapd_token *tok,
+		struct secbuf *vk, struct werr *err);
+
 #endif

@@ -21,6 +21,7 @@
 
 #include "common/common.h"
 #include "common/config.h"
+#include "engine/engine.h"
 
 struct vault_client;
 struct vault_config;
@@ -237,6 +238,36 @@ struct volume_format_result {
  */
 int volume_format(const struct volume_ctx *ctx, const struct volume_format_req *req,
 		  struct volume_format_result *res, struct werr *err);
+
+/* ---- conversions (engine/) with keys from Vault ---------------------------------- */
+
+struct volume_convert_req {
+	const char *device;
+	const char *header;        /* detached header file, or NULL */
+	enum conv_op op;           /* volume_convert only; the others set it */
+	uint32_t sector_size;      /* encrypt: 0 = 4096 (or 512 when the fs needs it) */
+	bool tail_is_free;         /* encrypt without a recognised filesystem */
+	void (*progress)(void *arg, const struct conv_progress *p);
+	void *progress_arg;
+	volatile sig_atomic_t *stop; /* set (by a signal handler) to stop at a checkpoint */
+};
+/*
+ * Runs conv_run with a key provider on Vault: a new VK is the datakey of
+ * ctx->vcfg's Transit key (ctx->vc, or a client made when first needed); a
+ * token's VK is unwrapped with the token's mount/key unless
+ * ctx->vault_key_explicit. Returns as conv_run (-EINTR: stopped at a
+ * checkpoint, the message says how to resume).
+ */
+int volume_convert(const struct volume_ctx *ctx, const struct volume_convert_req *req,
+		   struct conv_result *res, struct werr *err);
+int volume_encrypt(const struct volume_ctx *ctx, const struct volume_convert_req *req,
+		   struct conv_result *res, struct werr *err);
+int volume_rekey(const struct volume_ctx *ctx, const struct volume_convert_req *req,
+		 struct conv_result *res, struct werr *err);
+int volume_decrypt(const struct volume_ctx *ctx, const struct volume_convert_req *req,
+		   struct conv_result *res, struct werr *err);
+int volume_resume(const struct volume_ctx *ctx, const struct volume_convert_req *req,
+		  struct conv_result *res, struct werr *err);
 
 /* ---- helpers shared with the CLI ---------------------------------------------- */
 

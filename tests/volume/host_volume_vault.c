@@ -719,6 +719,91 @@ static void vault_overrides(void **state)
 	vault_config_free(&cfg);
 }
 
+/* ---- conversions through volume_convert (keys from the double) ---------- */
+
+static void fill_pattern(uint8_t *b, size_t n, uint64_t off)
+{
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t v = (off + i) * 0x9e3779b97f4a7c15ull;
+		memcpy(b + i, &v, 8);
+	}
+}
+
+static void convert_round_trip(void **state)
+{
+	(void)state;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/c.img", E.dir);
+	const size_t mib = 1 << 20, used = 31 * mib;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 48 << 20), 0);
+	uint8_t *b = malloc(mib), *r = malloc(mib);
+	assert_non_null(b);
+	assert_non_null(r);
+	for (size_t off = 0; off < used; off += mib) {
+		fill_pattern(b, mib, off);
+		assert_int_equal(write_full_at(fd, b, mib, (off_t)off), 0);
+	}
+	close(fd);
+
+	struct volume_convert_req rq = {.device = path, .tail_is_free = true};
+	struct conv_result res;
+	struct werr e;
+	werr_clear(&e);
+	int dk = count_requests("/datakey/plaintext/wrapd", NULL);
+	int r0 = volume_encrypt(&E.vctx, &rq, &res, &e);
+	if (r0 < 0)
+		fail_msg("encrypt: %s", e.msg);
+	assert_int_equal(res.op, CONV_ENCRYPT);
+	assert_int_equal(count_requests("/datakey/plaintext/wrapd", NULL), dk + 1);
+	struct wrapd_token t1, t2;
+	struct luks2_hdr *h = NULL;
+	assert_int_equal(read_token(path, &t1, &h), 0);
+	assert_string_equal(h->uuid, res.uuid);
+	assert_string_equal(t1.vault_key, "wrapd");
+	luks2_hdr_free(h);
+
+	/* rekey: a new datakey, the old one unwrapped with the token's key. */
+	int dec = count_requests("/decrypt/wrapd", NULL);
+	werr_clear(&e);
+	r0 = volume_rekey(&E.vctx, &rq, &res, &e);
+	if (r0 < 0)
+		fail_msg("rekey: %s", e.msg);
+	assert_int_equal(count_requests("/datakey/plaintext/wrapd", NULL), dk + 2);
+	assert_int_equal(count_requests("/decrypt/wrapd", NULL), dec + 1);
+	assert_int_equal(read_token(path, &t2, NULL), 0);
+	assert_string_not_equal(t1.ciphertext, t2.ciphertext);
+
+	/* An explicit key the volume is not wrapped with: refused by Vault,
+	 * the volume stays as it was. */
+	struct vault_config other = E.cfg;
+	other.key = "nokey";
+	struct volume_ctx vx = {.log = &E.log, .vcfg = &other, .vault_key_explicit = true};
+	werr_clear(&e);
+	assert_true(volume_decrypt(&vx, &rq, &res, &e) < 0);
+	wrapd_token_free(&t1);
+	assert_int_equal(read_token(path, &t1, NULL), 0);
+	assert_string_equal(t1.ciphertext, t2.ciphertext);
+
+	werr_clear(&e);
+	r0 = volume_decrypt(&E.vctx, &rq, &res, &e);
+	if (r0 < 0)
+		fail_msg("decrypt: %s", e.msg);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(luks2_hdr_read(fd, path, &h, NULL, &e), -ENODEV);
+	for (size_t off = 0; off < used; off += mib) {
+		fill_pattern(b, mib, off);
+		assert_int_equal(read_full_at(fd, r, mib, (off_t)off), 0);
+		assert_memory_equal(b, r, mib);
+	}
+	close(fd);
+	free(b);
+	free(r);
+	wrapd_token_free(&t1);
+	wrapd_token_free(&t2);
+}
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -738,6 +823,7 @@ int main(void)
 		cmocka_unit_test(format_refusals),
 		cmocka_unit_test(format_refused_while_used),
 		cmocka_unit_test(vault_overrides),
+		cmocka_unit_test(convert_round_trip),
 	};
 	int r = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();

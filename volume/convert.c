@@ -1,0 +1,82 @@
+/*
+ * Conversions (encrypt, rekey, decrypt, resume) with keys from Vault: the
+ * engine (engine/engine.h) does the work; this file is its key provider.
+ * A new VK is Vault's datakey for the configured Transit key (vkey_new);
+ * the VK of a token is unwrapped with the token's mount/key unless the
+ * caller overrode them (ctx->vault_key_explicit). Clients are made when a
+ * key is first needed, so the engine's refusals come before any request.
+ */
+#include "volume/internal.h"
+
+struct keyprov {
+	const struct volume_ctx *ctx;
+	struct vgroups gs;
+};
+
+static int kp_new_key(void *arg, const char *uuid, struct secbuf *vk, struct wrapd_token *tok,
+		      struct werr *err)
+{
+	struct keyprov *kp = arg;
+	return vkey_new(kp->ctx, uuid, vk, tok, err);
+}
+
+static int kp_unwrap(void *arg, const struct wrapd_token *tok, struct secbuf *vk, struct werr *err)
+{
+	struct keyprov *kp = arg;
+	return vkey_unwrap(kp->ctx, &kp->gs, tok, vk, err);
+}
+
+int volume_convert(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+		   struct conv_result *res, struct werr *err)
+{
+	struct keyprov kp = {.ctx = ctx};
+	struct conv_keyprov keys = {.new_key = kp_new_key, .unwrap = kp_unwrap, .arg = &kp};
+	struct conv_params p = {
+		.device = rq->device,
+		.header = rq->header,
+		.op = rq->op,
+		.sector_size = rq->sector_size,
+		.tail_is_free = rq->tail_is_free,
+		.keys = &keys,
+		.progress = rq->progress,
+		.progress_arg = rq->progress_arg,
+		.stop = rq->stop,
+		.log = ctx->log,
+	};
+	memset(res, 0, sizeof(*res));
+	int rc = conv_run(&p, res, err);
+	vgroups_free(&kp.gs);
+	return rc;
+}
+
+static int run_op(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+		  enum conv_op op, struct conv_result *res, struct werr *err)
+{
+	struct volume_convert_req r = *rq;
+	r.op = op;
+	return volume_convert(ctx, &r, res, err);
+}
+
+int volume_encrypt(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+		   struct conv_result *res, struct werr *err)
+{
+	return run_op(ctx, rq, CONV_ENCRYPT, res, err);
+}
+
+int volume_rekey(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+		 struct conv_result *res, struct werr *err)
+{
+	return run_op(ctx, rq, CONV_REKEY, res, err);
+}
+
+int volume_decrypt(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+		   struct conv_result *res, struct werr *err)
+{
+	return run_op(ctx, rq, CONV_DECRYPT, res, err);
+}
+
+int volume_resume(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+		  struct conv_result *res, struct werr *err)
+{
+	return run_op(ctx, rq, CONV_RESUME, res, err);
+}
