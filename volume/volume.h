@@ -239,6 +239,22 @@ struct volume_format_result {
 int volume_format(const struct volume_ctx *ctx, const struct volume_format_req *req,
 		  struct volume_format_result *res, struct werr *err);
 
+/* ---- header backup and restore ------------------------------------------------- */
+
+struct volume_header_info {
+	char uuid[41];             /* of the header saved or restored */
+	uint64_t bytes;            /* size of the header area */
+};
+/* Saves the header area (both copies and the keyslots area, as cryptsetup's
+ * luksHeaderBackup) to a new file (0600; an existing file is refused). */
+int volume_header_backup(const struct volume_ctx *ctx, const char *device, const char *file,
+			 struct volume_header_info *info, struct werr *err);
+/* Validates the backup and writes it back. Without force it refuses a
+ * device whose header is missing, has another UUID or data offset, or has
+ * an operation of another tool in progress. */
+int volume_header_restore(const struct volume_ctx *ctx, const char *device, const char *file,
+			  bool force, struct volume_header_info *info, struct werr *err);
+
 /* ---- conversions (engine/) with keys from Vault ---------------------------------- */
 
 struct volume_convert_req {

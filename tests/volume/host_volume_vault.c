@@ -804,6 +804,52 @@ static void convert_round_trip(void **state)
 	wrapd_token_free(&t2);
 }
 
+/* ---- header backup and restore through the library ----------------------- */
+
+static void header_backup_restore(void **state)
+{
+	(void)state;
+	char a[128], b[128], ua[37], ub[37], bk[160];
+	make_volume("ha", a, sizeof(a), ua);
+	make_volume("hb", b, sizeof(b), ub);
+	snprintf(bk, sizeof(bk), "%s/ha.bk", E.dir);
+	struct volume_header_info info;
+	struct werr e;
+	werr_clear(&e);
+	int r = volume_header_backup(&E.vctx, a, bk, &info, &e);
+	if (r < 0)
+		fail_msg("backup: %s", e.msg);
+	assert_string_equal(info.uuid, ua);
+	assert_int_equal(info.bytes, 16 << 20);
+	struct stat st;
+	assert_int_equal(stat(bk, &st), 0);
+	assert_int_equal(st.st_size, 16 << 20);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	werr_clear(&e);
+	assert_int_equal(volume_header_backup(&E.vctx, a, bk, &info, &e), -EEXIST);
+	assert_non_null(strstr(e.msg, "already exists"));
+
+	/* Same volume: fine. Another volume: refused, then forced. */
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, a, bk, false, &info, &e), 0);
+	assert_string_equal(info.uuid, ua);
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, b, bk, false, &info, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "has UUID"));
+	struct wrapd_token t;
+	struct luks2_hdr *h = NULL;
+	assert_int_equal(read_token(b, &t, &h), 0);
+	assert_string_equal(h->uuid, ub);
+	luks2_hdr_free(h);
+	wrapd_token_free(&t);
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, b, bk, true, &info, &e), 0);
+	assert_int_equal(read_token(b, &t, &h), 0);
+	assert_string_equal(h->uuid, ua);
+	luks2_hdr_free(h);
+	wrapd_token_free(&t);
+}
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -824,6 +870,7 @@ int main(void)
 		cmocka_unit_test(format_refused_while_used),
 		cmocka_unit_test(vault_overrides),
 		cmocka_unit_test(convert_round_trip),
+		cmocka_unit_test(header_backup_restore),
 	};
 	int r = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();
