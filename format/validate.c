@@ -283,17 +283,30 @@ static int validate_config(struct vstate *v)
 	return 0;
 }
 
+/* An entry of a section: its canonical id below limit and an object. what
+ * gets "<kind> <id>" for the messages. Ids of keyslots and tokens (small,
+ * fixed limits) show their range when out of it. */
+static int section_entry(struct vstate *v, const char *kind, const char *key, json_t *val,
+			 unsigned limit, unsigned *id, char *what, size_t wlen)
+{
+	if (luks2_str_id(key, limit, id) < 0) {
+		if (limit == MAX_IDS)
+			return VWHY("%s id \"%.20s\" is out of range", kind, key);
+		return VWHY("%s id \"%.20s\" is out of range (0..%u)", kind, key, limit - 1);
+	}
+	snprintf(what, wlen, "%s %u", kind, *id);
+	if (!json_is_object(val))
+		return VWHY("%s is not an object", what);
+	return 0;
+}
+
 static int validate_keyslot(struct vstate *v, const char *key, json_t *val, struct ival *out)
 {
 	int rc;
 	unsigned id;
 	char what[96];
-	if (luks2_str_id(key, LUKS2_MAX_KEYSLOTS, &id) < 0)
-		return VWHY("keyslot id \"%.20s\" is out of range (0..%u)", key,
-			    LUKS2_MAX_KEYSLOTS - 1);
-	snprintf(what, sizeof(what), "keyslot %u", id);
-	if (!json_is_object(val))
-		return VWHY("%s is not an object", what);
+	if ((rc = section_entry(v, "keyslot", key, val, LUKS2_MAX_KEYSLOTS, &id, what, sizeof(what))))
+		return rc;
 	const char *type;
 	uint32_t key_size;
 	if ((rc = get_str(val, "type", what, &type, VW)))
@@ -361,12 +374,9 @@ static int validate_tokens(struct vstate *v)
 	json_object_foreach(v->tokens, key, val)
 	{
 		unsigned id;
-		if (luks2_str_id(key, LUKS2_MAX_TOKENS, &id) < 0)
-			return VWHY("token id \"%.20s\" is out of range (0..%u)", key,
-				    LUKS2_MAX_TOKENS - 1);
-		snprintf(what, sizeof(what), "token %u", id);
-		if (!json_is_object(val))
-			return VWHY("%s is not an object", what);
+		if ((rc = section_entry(v, "token", key, val, LUKS2_MAX_TOKENS, &id, what,
+					sizeof(what))))
+			return rc;
 		const char *type;
 		if ((rc = get_str(val, "type", what, &type, VW)))
 			return rc;
@@ -419,11 +429,8 @@ static int validate_digest(struct vstate *v, const char *key, json_t *val)
 	unsigned id;
 	char what[96];
 	int rc;
-	if (luks2_str_id(key, MAX_IDS, &id) < 0)
-		return VWHY("digest id \"%.20s\" is out of range", key);
-	snprintf(what, sizeof(what), "digest %u", id);
-	if (!json_is_object(val))
-		return VWHY("%s is not an object", what);
+	if ((rc = section_entry(v, "digest", key, val, MAX_IDS, &id, what, sizeof(what))))
+		return rc;
 	const char *type, *hash, *salt, *dig;
 	uint32_t iter;
 	if ((rc = get_str(val, "type", what, &type, VW)))
@@ -517,11 +524,8 @@ static int validate_segment(struct vstate *v, const char *key, json_t *val)
 	unsigned id;
 	char what[96];
 	int rc;
-	if (luks2_str_id(key, MAX_IDS, &id) < 0)
-		return VWHY("segment id \"%.20s\" is out of range", key);
-	snprintf(what, sizeof(what), "segment %u", id);
-	if (!json_is_object(val))
-		return VWHY("%s is not an object", what);
+	if ((rc = section_entry(v, "segment", key, val, MAX_IDS, &id, what, sizeof(what))))
+		return rc;
 	const char *type, *size_s;
 	uint64_t off, size = 0;
 	if ((rc = get_str(val, "type", what, &type, VW)) ||
