@@ -41,10 +41,12 @@ int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *facts
 /* A header string for a message: at most cap-1 bytes, anything outside
  * printable ASCII shown as '?'. */
 void luks2_printable(char *dst, size_t cap, const char *src);
-/* The Vault path fields of a wrapd-vault token (JSON object, id for
+/* The Vault path fields of a wrapd-vault token, or of the new_token a
+ * rekey keeps in its conversion state (JSON object; id and label for
  * messages): vault_mount and vault_key, when they are non-empty strings,
  * must be Vault path parts (vault_valid_path_part). 0, or -EINVAL and why. */
-int wrapd_token_check_paths(json_t *tok, unsigned id, char *why, size_t whylen);
+int wrapd_token_check_paths(json_t *tok, unsigned id, const char *label, char *why,
+			    size_t whylen);
 
 /* Object member for a numeric id. */
 json_t *luks2_obj_get_id(json_t *obj, unsigned id);

@@ -51,7 +51,7 @@ static int tok_str(json_t *t, const char *name, unsigned id, char **out, bool ma
 	return *out ? 0 : -ENOMEM;
 }
 
-int wrapd_token_check_paths(json_t *tok, unsigned id, char *why, size_t whylen)
+int wrapd_token_check_paths(json_t *tok, unsigned id, const char *label, char *why, size_t whylen)
 {
 	static const struct {
 		const char *field, *what;
@@ -67,8 +67,8 @@ int wrapd_token_check_paths(json_t *tok, unsigned id, char *why, size_t whylen)
 		char shown[48];
 		luks2_printable(shown, sizeof(shown), s);
 		snprintf(why, whylen,
-			 "token %u (wrapd-vault): %s \"%s\" is not a %s (letters, digits, '-', '_', '.'%s; no '.' or '..')",
-			 id, f[i].field, shown, f[i].what, f[i].slash ? ", inner '/'" : "");
+			 "token %u (%s): %s \"%s\" is not a %s (letters, digits, '-', '_', '.'%s; no '.' or '..')",
+			 id, label, f[i].field, shown, f[i].what, f[i].slash ? ", inner '/'" : "");
 		return -EINVAL;
 	}
 	return 0;
@@ -97,7 +97,7 @@ int wrapd_token_get(const struct luks2_hdr *hdr, struct wrapd_token *out, unsign
 		return rc;
 	}
 	char why[256];
-	if (wrapd_token_check_paths(t, id, why, sizeof(why)) < 0) {
+	if (wrapd_token_check_paths(t, id, WRAPD_TOKEN_TYPE, why, sizeof(why)) < 0) {
 		wrapd_token_free(out);
 		return werr_set(err, -EINVAL, "%s", why);
 	}

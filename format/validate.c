@@ -390,12 +390,19 @@ static int validate_tokens(struct vstate *v)
 		if ((rc = check_ref_array(tks, v->keyslots, what, "keyslot", VW)))
 			return rc;
 		if (!strcmp(type, WRAPD_TOKEN_TYPE)) {
-			if ((rc = wrapd_token_check_paths(val, id, VW)))
+			if ((rc = wrapd_token_check_paths(val, id, WRAPD_TOKEN_TYPE, VW)))
 				return rc;
 			v->wrapd_token = true;
 		}
-		if (!strcmp(type, WRAPD_CONVERSION_TOKEN_TYPE))
+		if (!strcmp(type, WRAPD_CONVERSION_TOKEN_TYPE)) {
+			/* A rekey keeps the new key's token in its state; its Vault
+			 * path fields steer the unwrap on resume just the same. */
+			json_t *nt = json_object_get(json_object_get(val, "state"), "new_token");
+			if (json_is_object(nt) &&
+			    (rc = wrapd_token_check_paths(nt, id, "wrapd-conversion new_token", VW)))
+				return rc;
 			v->conv_token = true;
+		}
 		v->ntok++;
 	}
 	return 0;

@@ -459,6 +459,14 @@ static void h_mount_abs(json_t *r)
 {
 	json_object_set_new(wtok(r), "vault_mount", json_string("/sys"));
 }
+static void h_new_token_dotdot(json_t *r)
+{
+	json_t *st = json_pack("{s:s, s:{s:s, s:s}}", "op", "rekey", "new_token", "vault_mount",
+			       "transit", "vault_key", "../../sys/seal");
+	json_object_set_new(json_object_get(r, "tokens"), "7",
+			    json_pack("{s:s, s:[], s:o}", "type", "wrapd-conversion", "keyslots",
+				      "state", st));
+}
 static void h_iter_max(json_t *r)
 {
 	json_object_set_new(dig0(r), "iterations", json_integer(LUKS2_DIGEST_ITER_MAX + 1));
@@ -516,6 +524,7 @@ static void test_hostile_wrapd_header(void **state)
 		{h_key_escape, "vault_key \"k?[2J\" is not a Transit key name"},
 		{h_mount_dotdot, "vault_mount \"transit/../sys\" is not a Transit mount path"},
 		{h_mount_abs, "vault_mount \"/sys\" is not a Transit mount path"},
+		{h_new_token_dotdot, "token 7 (wrapd-conversion new_token): vault_key \"../../sys/seal\" is not a Transit key name"},
 		{h_iter_max, "\"iterations\" 2000001 is out of range (1..2000000)"},
 		{h_iter_int32, "\"iterations\" 2147483647 is out of range (1..2000000)"},
 		{h_many_refs, "digest 0 segments has 33 entries; at most 32"},
