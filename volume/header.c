@@ -3,7 +3,9 @@
  * luksHeaderBackup makes: the device from byte 0 to the end of the keyslots
  * area (2 * metadata size + keyslots size). It holds the wrapped VK, never
  * the VK. Restore validates the image and refuses what would misplace data
- * (another volume's UUID, another data offset, an operation in progress)
+ * (another volume's UUID, another data offset, an operation of another tool
+ * in progress, a backup from before a wrapd conversion that is in progress,
+ * a sequence id going backwards, which would hand resume a stale checkpoint)
  * unless forced.
  */
 #include "volume/internal.h"
@@ -118,6 +120,18 @@ static int check_replace(const char *dev, const char *file, const struct luks2_h
 		return werr_set(err, -EPERM,
 				"%s: the current header has an operation in progress (%s); add --force to replace it anyway",
 				dev, cur->req_unknown ? cur->req_unknown_name : "cryptsetup reencryption");
+	/* A wrapd conversion in progress: its checkpoint is in the header. */
+	bool conv = cur->req_wrapd_reencrypt || cur->has_conversion_state;
+	bool bconv = fh->req_wrapd_reencrypt || fh->has_conversion_state;
+	if (conv && !bconv)
+		return werr_set(err, -EPERM,
+				"%s: a conversion is in progress and %s predates it; restoring it would mark a half-converted device as whole: run 'wrapctl resume %s' first (or add --force)",
+				dev, file, dev);
+	if (fh->seqid < cur->seqid)
+		return werr_set(err, -EPERM,
+				"%s: %s is older than the header on the device (sequence id %llu < %llu)%s; add --force to roll back",
+				dev, file, (unsigned long long)fh->seqid, (unsigned long long)cur->seqid,
+				conv ? " and its conversion checkpoint is stale: resume would redo work on data already moved" : "");
 	return 0;
 }
 

@@ -7,6 +7,59 @@
  */
 #include "volume/internal.h"
 
+/*
+ * A rekey in progress keeps the new VK's wrapped form in its conversion
+ * state (the engine's "new_token"). Rewrap it along with the token, or
+ * raising the Transit key's min_decryption_version strands the volume: the
+ * resume could no longer unwrap the key half of the device is under.
+ */
+static int rewrap_conversion_key(const struct volume_ctx *ctx, struct vgroups *gs,
+				 struct luks2_hdr *hdr, const char *what, struct werr *err)
+{
+	json_t *state = NULL;
+	int rc = luks2_conversion_get(hdr, &state, err);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return werr_prefix(err, rc, "%s", what);
+	json_t *nt = json_object_get(state, "new_token");
+	const char *ct = json_string_value(json_object_get(nt, "ciphertext"));
+	const char *cx = json_string_value(json_object_get(nt, "context"));
+	if (!nt) {
+		json_decref(state);
+		return 0;
+	}
+	if (!ct || !cx || strncmp(ct, "vault:v", 7)) {
+		json_decref(state);
+		return werr_set(err, -EUCLEAN, "%s: the rekey in progress has no usable new wrapped key; 'wrapctl inspect %s' shows its state",
+				what, what);
+	}
+	struct wrapd_token t = {
+		.vault_mount = (char *)json_string_value(json_object_get(nt, "vault_mount")),
+		.vault_key = (char *)json_string_value(json_object_get(nt, "vault_key")),
+	};
+	if (!t.vault_mount || !*t.vault_mount || !t.vault_key || !*t.vault_key) {
+		t.vault_mount = ctx->vcfg && ctx->vcfg->mount ? ctx->vcfg->mount : VAULT_DEFAULT_MOUNT;
+		t.vault_key = ctx->vcfg && ctx->vcfg->key ? ctx->vcfg->key : VAULT_DEFAULT_KEY;
+	}
+	size_t g;
+	char *nct = NULL;
+	unsigned ver = 0;
+	rc = vgroups_get(ctx, gs, &t, &g, err);
+	if (rc == 0)
+		rc = vault_rewrap(gs->g[g].vc, ct, cx, &nct, &ver, err);
+	if (rc == 0) {
+		json_object_set_new(nt, "ciphertext", json_string(nct));
+		json_object_set_new(nt, "key_version", json_integer(ver));
+		rc = luks2_conversion_set(hdr, state, err);
+	}
+	free(nct);
+	json_decref(state);
+	if (rc < 0)
+		return werr_prefix(err, rc, "%s: rewrapping the new key of the rekey in progress failed", what);
+	return 0;
+}
+
 static void res_set(struct volume_rewrap_result *r, int rc, const char *msg)
 {
 	r->rc = rc;
@@ -95,6 +148,8 @@ int volume_rewrap(const struct volume_ctx *ctx, const char *const *devices,
 			t.ciphertext = items[k].new_ciphertext;
 			t.key_version = items[k].key_version;
 			ir = wrapd_token_set(vds[i].d.hdr, &t, &e2);
+			if (ir == 0)
+				ir = rewrap_conversion_key(ctx, &gs, vds[i].d.hdr, vds[i].d.hdr_path, &e2);
 			if (ir == 0)
 				ir = luks2_hdr_write(luks2_device_hfd(&vds[i].d), vds[i].d.hdr, vds[i].d.hdr_path, &e2);
 			if (ir < 0) {

@@ -251,7 +251,9 @@ int volume_header_backup(const struct volume_ctx *ctx, const char *device, const
 			 struct volume_header_info *info, struct werr *err);
 /* Validates the backup and writes it back. Without force it refuses a
  * device whose header is missing, has another UUID or data offset, or has
- * an operation of another tool in progress. */
+ * an operation of another tool in progress; a backup older than the header
+ * (sequence id going backwards, e.g. a stale conversion checkpoint); and a
+ * backup without the wrapd conversion the device has in progress. */
 int volume_header_restore(const struct volume_ctx *ctx, const char *device, const char *file,
 			  bool force, struct volume_header_info *info, struct werr *err);
 

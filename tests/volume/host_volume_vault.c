@@ -850,6 +850,162 @@ static void header_backup_restore(void **state)
 	wrapd_token_free(&t);
 }
 
+/* ---- restore over a conversion in progress (issue 10 item 5) ------------- */
+
+/* Stops a conversion at its first checkpoint after the first write. */
+static volatile sig_atomic_t stop_now;
+static void stop_on_progress(void *arg, const struct conv_progress *p)
+{
+	(void)arg;
+	(void)p;
+	stop_now = 1;
+}
+
+static uint64_t seqid_of(const char *path)
+{
+	struct wrapd_token t;
+	struct luks2_hdr *h = NULL;
+	read_token(path, &t, &h);
+	uint64_t s = h->seqid;
+	wrapd_token_free(&t);
+	luks2_hdr_free(h);
+	return s;
+}
+
+static void restore_refuses_stale_conversion(void **state)
+{
+	(void)state;
+	char path[128], b0[160], b1[160];
+	snprintf(path, sizeof(path), "%s/rc.img", E.dir);
+	snprintf(b0, sizeof(b0), "%s/rc.b0", E.dir);
+	snprintf(b1, sizeof(b1), "%s/rc.b1", E.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 96 << 20), 0);
+	close(fd);
+	struct volume_convert_req rq = {.device = path, .tail_is_free = true};
+	struct conv_result res;
+	struct volume_header_info info;
+	struct werr e;
+	werr_clear(&e);
+	assert_int_equal(volume_encrypt(&E.vctx, &rq, &res, &e), 0);
+	assert_int_equal(volume_header_backup(&E.vctx, path, b0, &info, &e), 0);
+
+	/* A rekey stopped after its first hotzone, backed up, then moved on. */
+	rq.progress = stop_on_progress;
+	rq.stop = &stop_now;
+	stop_now = 0;
+	assert_int_equal(volume_rekey(&E.vctx, &rq, &res, &e), -EINTR);
+	assert_int_equal(volume_header_backup(&E.vctx, path, b1, &info, &e), 0);
+	stop_now = 0;
+	werr_clear(&e);
+	assert_int_equal(volume_resume(&E.vctx, &rq, &res, &e), -EINTR);
+	uint64_t seq = seqid_of(path);
+
+	/* The pre-conversion backup would mark the device as whole. */
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, path, b0, false, &info, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "conversion is in progress"));
+	assert_non_null(strstr(e.msg, "predates it"));
+	assert_null(strchr(e.msg, '\n'));
+	/* The older checkpoint would make resume redo moved data. */
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, path, b1, false, &info, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "older than the header on the device"));
+	assert_non_null(strstr(e.msg, "stale"));
+	assert_int_equal(seqid_of(path), seq);
+
+	/* Finished: the old backup is still a sequence id going backwards. */
+	rq.progress = NULL;
+	rq.stop = NULL;
+	werr_clear(&e);
+	assert_int_equal(volume_resume(&E.vctx, &rq, &res, &e), 0);
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, path, b0, false, &info, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "older than the header on the device"));
+	assert_null(strstr(e.msg, "stale"));
+	/* --force rolls back on purpose. */
+	werr_clear(&e);
+	assert_int_equal(volume_header_restore(&E.vctx, path, b0, true, &info, &e), 0);
+}
+
+/* ---- rewrap during a rekey (issue 10 item 6) ------------------------------ */
+
+static unsigned state_new_key_version(const char *path, char *ct, size_t n)
+{
+	struct wrapd_token t;
+	struct luks2_hdr *h = NULL;
+	read_token(path, &t, &h);
+	wrapd_token_free(&t);
+	json_t *st = NULL;
+	struct werr e;
+	assert_int_equal(luks2_conversion_get(h, &st, &e), 0);
+	json_t *nt = json_object_get(st, "new_token");
+	snprintf(ct, n, "%s", json_string_value(json_object_get(nt, "ciphertext")));
+	unsigned v = (unsigned)json_integer_value(json_object_get(nt, "key_version"));
+	json_decref(st);
+	luks2_hdr_free(h);
+	return v;
+}
+
+static void rewrap_during_rekey(void **state)
+{
+	(void)state;
+	char path[128], ct0[512], ct1[512];
+	snprintf(path, sizeof(path), "%s/rr.img", E.dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 96 << 20), 0);
+	close(fd);
+	struct volume_convert_req rq = {.device = path, .tail_is_free = true};
+	struct conv_result res;
+	struct werr e;
+	werr_clear(&e);
+	assert_int_equal(volume_encrypt(&E.vctx, &rq, &res, &e), 0);
+	rq.progress = stop_on_progress;
+	rq.stop = &stop_now;
+	stop_now = 0;
+	assert_int_equal(volume_rekey(&E.vctx, &rq, &res, &e), -EINTR);
+	unsigned v0 = state_new_key_version(path, ct0, sizeof(ct0));
+
+	long st = 0;
+	json_decref(http("POST", "/v1/transit/keys/wrapd/rotate", "{}", &st));
+	assert_int_equal(st, 200);
+	json_t *ki = http("GET", "/v1/transit/keys/wrapd", NULL, NULL);
+	int latest = (int)json_integer_value(json_object_get(json_object_get(ki, "data"), "latest_version"));
+	json_decref(ki);
+	assert_int_equal(latest, (int)v0 + 1);
+
+	const char *devs[] = {path};
+	struct volume_rewrap_result rr;
+	werr_clear(&e);
+	int r = volume_rewrap(&E.vctx, devs, NULL, 1, &rr, &e);
+	if (r < 0)
+		fail_msg("rewrap: %s", rr.msg);
+	assert_int_equal(rr.new_version, (unsigned)latest);
+	/* Both wrapped keys moved to the latest version. */
+	unsigned v1 = state_new_key_version(path, ct1, sizeof(ct1));
+	assert_int_equal(v1, (unsigned)latest);
+	assert_string_not_equal(ct0, ct1);
+
+	/* Older versions can no longer be decrypted: the rekey still finishes. */
+	char body[64];
+	snprintf(body, sizeof(body), "{\"min_decryption_version\": %d}", latest);
+	json_decref(http("POST", "/v1/transit/keys/wrapd/config", body, &st));
+	assert_true(st == 200 || st == 204);
+	rq.progress = NULL;
+	rq.stop = NULL;
+	werr_clear(&e);
+	r = volume_resume(&E.vctx, &rq, &res, &e);
+	if (r < 0)
+		fail_msg("resume after min_decryption_version: %s", e.msg);
+	struct wrapd_token t;
+	assert_int_equal(read_token(path, &t, NULL), 0);
+	assert_string_equal(t.ciphertext, ct1);
+	wrapd_token_free(&t);
+	json_decref(http("POST", "/v1/transit/keys/wrapd/config", "{\"min_decryption_version\": 1}", &st));
+}
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -871,6 +1027,8 @@ int main(void)
 		cmocka_unit_test(vault_overrides),
 		cmocka_unit_test(convert_round_trip),
 		cmocka_unit_test(header_backup_restore),
+		cmocka_unit_test(restore_refuses_stale_conversion),
+		cmocka_unit_test(rewrap_during_rekey),
 	};
 	int r = cmocka_run_group_tests(tests, setup, teardown);
 	curl_global_cleanup();
