@@ -18,13 +18,12 @@ int volume_header_backup(const struct volume_ctx *ctx, const char *dev, const ch
 			 struct volume_header_info *info, struct werr *err)
 {
 	memset(info, 0, sizeof(*info));
-	_cleanup_close_ int fd = -1;
-	int rc = luks2_dev_open(dev, false, false, &fd, NULL, err);
+	/* One open, a shared lock. */
+	_cleanup_luks2_device_ struct luks2_device d = LUKS2_DEVICE_INIT;
+	int rc = luks2_device_open(&d, dev, NULL, 0, err);
 	if (rc < 0)
 		return rc;
-	_cleanup_luks2_lock_ struct luks2_lock lk = LUKS2_LOCK_INIT;
-	if ((rc = luks2_lock(fd, dev, false, &lk, err)) < 0)
-		return rc;
+	int fd = d.dev.fd;
 	_cleanup_luks2_hdr_ struct luks2_hdr *hdr = NULL;
 	if ((rc = luks2_hdr_read(fd, dev, &hdr, NULL, err)) < 0)
 		return rc;
@@ -147,13 +146,14 @@ int volume_header_restore(const struct volume_ctx *ctx, const char *dev, const c
 	if (rc < 0)
 		return rc;
 
-	_cleanup_close_ int fd = -1;
-	uint64_t dsize;
-	if ((rc = luks2_dev_open(dev, true, true, &fd, &dsize, err)) < 0)
+	/* One open for the whole restore: O_EXCL on a block device, the
+	 * exclusive lock, refused by name while anything uses it. */
+	_cleanup_luks2_device_ struct luks2_device d = LUKS2_DEVICE_INIT;
+	if ((rc = luks2_device_open(&d, dev, NULL, LUKS2_DEV_WRITE | LUKS2_DEV_EXCL | LUKS2_DEV_LOCK_EX |
+					       LUKS2_DEV_UNUSED, err)) < 0)
 		return rc;
-	_cleanup_luks2_lock_ struct luks2_lock lk = LUKS2_LOCK_INIT;
-	if ((rc = luks2_lock(fd, dev, true, &lk, err)) < 0)
-		return rc;
+	int fd = d.dev.fd;
+	uint64_t dsize = d.dev.size;
 	if (dsize < n || (fh->data_offset && dsize <= fh->data_offset))
 		return werr_set(err, -ENOSPC,
 				"%s: too small (%llu bytes) for the backup's header area and data offset",
