@@ -11,43 +11,50 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* One open of the device for the whole conversion (blockdev/ through
+ * format/): O_EXCL on a block device, the header lock, refused by name while
+ * anything uses it. The O_DIRECT data fd is derived from that open, never
+ * from the path again. */
 static int open_files(struct conv *c)
 {
 	const struct conv_params *p = c->p;
-	int rc = engine_check_not_held(p->device, c->err);
-	if (rc == 0 && p->header && access(p->header, F_OK) == 0)
-		rc = engine_check_not_held(p->header, c->err);
+	int rc = luks2_device_open(&c->dv, p->device, NULL,
+				   LUKS2_DEV_WRITE | LUKS2_DEV_EXCL | LUKS2_DEV_LOCK_EX | LUKS2_DEV_UNUSED,
+				   c->err);
 	if (rc < 0)
 		return rc;
-	rc = luks2_dev_open(p->device, true, true, &c->bfd, &c->dev_size, c->err);
-	if (rc < 0)
-		return rc;
-	int fl = O_RDWR | O_CLOEXEC | (c->hooks.no_direct ? 0 : O_DIRECT);
-	c->dfd = open(p->device, fl);
-	if (c->dfd < 0 && errno == EINVAL && !c->hooks.no_direct)
-		c->dfd = open(p->device, O_RDWR | O_CLOEXEC); /* no O_DIRECT here (tmpfs) */
-	if (c->dfd < 0)
-		return werr_set(c->err, -errno, "%s: cannot open: %s", p->device, strerror(errno));
-	rc = luks2_lock(c->bfd, p->device, true, &c->lock, c->err);
-	if (rc < 0)
-		return rc;
-	return 0;
+	c->bfd = c->dv.dev.fd;
+	c->dev_size = c->dv.dev.size;
+	rc = bdev_reopen(&c->dv.dev, O_RDWR | (c->hooks.no_direct ? 0 : O_DIRECT), &c->dfd, c->err);
+	if (rc == -EINVAL && !c->hooks.no_direct)
+		rc = bdev_reopen(&c->dv.dev, O_RDWR, &c->dfd, c->err); /* no O_DIRECT here (tmpfs) */
+	return rc;
 }
 
+/* The header file, opened once too: an existing one is refused while
+ * anything uses it; a new one is created O_EXCL. */
 static int open_header_file(struct conv *c, bool create)
 {
 	const char *h = c->p->header;
-	int fl = O_RDWR | O_CLOEXEC;
-	if (create)
-		fl |= O_CREAT | O_EXCL;
-	c->hfd_own = open(h, fl, 0600);
-	if (c->hfd_own < 0)
-		return werr_set(c->err, -errno, "%s: cannot %s the header file: %s", h,
-				create ? "create" : "open", strerror(errno));
-	c->created_hdr_file = create;
-	if (create && ftruncate(c->hfd_own, (off_t)ENGINE_DETACHED_HDR_SIZE) < 0)
-		return werr_set(c->err, -errno, "%s: %s", h, strerror(errno));
-	return 0;
+	int rc;
+	if (create) {
+		int fd = open(h, O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600);
+		if (fd < 0)
+			return werr_set(c->err, -errno, "%s: cannot create the header file: %s", h,
+					strerror(errno));
+		c->created_hdr_file = true;
+		rc = bdev_adopt(&c->hf, fd, h, BDEV_WRITE, c->err);
+		if (rc == 0 && ftruncate(fd, (off_t)ENGINE_DETACHED_HDR_SIZE) < 0)
+			rc = werr_set(c->err, -errno, "%s: %s", h, strerror(errno));
+	} else {
+		rc = bdev_open(&c->hf, h, BDEV_WRITE, c->err);
+		if (rc < 0)
+			rc = werr_prefix(c->err, rc, "cannot open the header file");
+		else
+			rc = bdev_check_unused(&c->hf, c->err);
+	}
+	c->hfd_own = c->hf.fd;
+	return rc;
 }
 
 static int make_io(struct conv *c)
@@ -79,13 +86,10 @@ static void conv_cleanup(struct conv *c)
 {
 	if (c->io)
 		c->io->ops->free(c->io);
-	luks2_unlock(&c->lock);
 	if (c->dfd >= 0)
 		close(c->dfd);
-	if (c->bfd >= 0)
-		close(c->bfd);
-	if (c->hfd_own >= 0)
-		close(c->hfd_own);
+	luks2_device_close(&c->dv);
+	bdev_close(&c->hf);
 	luks2_hdr_free(c->hdr);
 	json_decref(c->state);
 	secbuf_free(&c->old_vk);
@@ -101,9 +105,8 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Opens the device once for the header, once O_DIRECT for the data (the
- * blockdev module will derive both from one open), the header file, and
- * the I/O backend. */
+/* Opens the device once (the O_DIRECT data fd derived from it), the header
+ * file, and the I/O backend. */
 static int conv_open(struct conv *c)
 {
 	const struct conv_params *p = c->p;
@@ -124,7 +127,7 @@ static int conv_open(struct conv *c)
 int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *err)
 {
 	struct conv C = {.p = p, .err = err, .what = p->device, .bfd = -1, .dfd = -1, .hfd_own = -1,
-			 .lock = LUKS2_LOCK_INIT, .detached = p->header != NULL};
+			 .dv = LUKS2_DEVICE_INIT, .hf = BDEV_INIT, .detached = p->header != NULL};
 	struct conv *c = &C;
 	if (p->test)
 		c->hooks = *p->test;
@@ -165,13 +168,13 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
 int conv_status(const char *device, const char *header, enum conv_op *op, struct werr *err)
 {
 	*op = CONV_RESUME;
-	int fd = open(header ? header : device, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return werr_set(err, -errno, "%s: %s", header ? header : device, strerror(errno));
+	_cleanup_bdev_ struct bdev b = BDEV_INIT;
+	int rc = bdev_open(&b, header ? header : device, 0, err);
+	if (rc < 0)
+		return rc;
 	struct luks2_hdr *h = NULL;
 	struct werr e2 = {0};
-	int rc = luks2_hdr_read(fd, device, &h, NULL, &e2);
-	close(fd);
+	rc = luks2_hdr_read(b.fd, device, &h, NULL, &e2);
 	if (rc == 0) {
 		json_t *st = NULL;
 		if (luks2_conversion_get(h, &st, NULL) == 0 && h->req_wrapd_reencrypt)

@@ -45,6 +45,32 @@ struct run_ctx {
 
 static int bubble_write(struct conv *c, uint64_t where);
 
+/*
+ * The loop race: O_EXCL keeps mounts, mappings and other exclusive openers
+ * off a block device for the whole conversion, but not a loop device (the
+ * loop driver does not claim its backing device), and nothing keeps anything
+ * off a regular file. A loop attached after the start would cache and write
+ * around the conversion, so at each checkpoint (just committed, durable) the
+ * one loop scan is asked again, and the conversion stops there when a loop
+ * appeared.
+ */
+static int check_no_loop_since(struct conv *c)
+{
+	const struct bdev *b[2] = {&c->dv.dev, c->hf.fd >= 0 ? &c->hf : NULL};
+	for (unsigned i = 0; i < 2; i++) {
+		struct bdev_loop l;
+		size_t n = 0;
+		if (!b[i] || bdev_loops_backed_by(&b[i]->st, &l, 1, &n) < 0 || !n)
+			continue;
+		return werr_set(c->err, -EBUSY,
+				"%s: loop device %s was attached to %s during the %s; stopped at a checkpoint: "
+				"detach it (losetup -d %s), then run 'wrapctl resume %s%s%s'",
+				c->what, l.dev, b[i]->path, conv_op_name(c->op), l.dev, c->what,
+				c->detached ? " --header " : "", c->detached ? c->p->header : "");
+	}
+	return 0;
+}
+
 static int checkpoint_cb(void *arg, uint64_t done, const struct engine_hotzone *next)
 {
 	struct run_ctx *rx = arg;
@@ -84,7 +110,10 @@ static int checkpoint_cb(void *arg, uint64_t done, const struct engine_hotzone *
 		json_object_del(c->state, "hz_end");
 		json_object_del(c->state, "jsha");
 	}
-	return hdr_commit(c);
+	rc = hdr_commit(c);
+	if (rc == 0 && next)
+		rc = check_no_loop_since(c);
+	return rc;
 }
 
 static void progress_cb(void *arg, uint64_t n)

@@ -7,8 +7,8 @@
  * journal slot: on-disk structs, encode/decode, their I/O), plan.c (what a
  * conversion will do: refusals before the first write, keys, the state),
  * execute.c (running it with checkpoints, finishing), recover.c (what an
- * interrupted conversion left behind), refuse.c (is the device held?),
- * convert.c (conv_run/conv_status: open, then plan, execute, finish).
+ * interrupted conversion left behind), convert.c (conv_run/conv_status:
+ * open, then plan, execute, finish). "Is the device held?" is blockdev/'s.
  */
 #ifndef WRAPD_ENGINE_INTERNAL_H
 #define WRAPD_ENGINE_INTERNAL_H
@@ -211,11 +211,15 @@ struct conv {
 	struct conv_test_hooks hooks;  /* p->test or the defaults */
 	struct werr *err;
 	const char *what;           /* device path for messages */
+	/* The device is opened once (dv, with O_EXCL on a block device and the
+	 * header lock, for the whole conversion); dfd is derived from it. bfd
+	 * and hfd_own are borrowed from dv and hf, which close them. */
+	struct luks2_device dv;
+	struct bdev hf;             /* the detached header file */
 	int bfd, dfd, hfd_own;      /* buffered device fd, direct device fd, header file fd */
 	int fds[2];
 	bool detached;
 	struct engine_io *io;
-	struct luks2_lock lock;
 	struct luks2_hdr *hdr;
 	json_t *state;              /* owned */
 	uint64_t dev_size;
@@ -400,11 +404,5 @@ int recover_hotzone(struct conv *c, uint64_t a, uint64_t e, const uint64_t *hash
  * while (un)parking left; sets c->have_hdr / c->resumed / c->finished.
  * 0, or -ENODEV when nothing was converted, or an error. */
 int recover_head(struct conv *c);
-
-/* ---- refusals (refuse.c) */
-
-/* -EBUSY (message) when path is a block device with holders or mounted, or
- * a file or block device that some loop device is backed by. */
-int engine_check_not_held(const char *path, struct werr *err);
 
 #endif

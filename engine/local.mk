@@ -1,7 +1,7 @@
 # engine module build rules (owned by the engine module).
 libwrapd_a_SOURCES += engine/engine.h engine/internal.h engine/xts.c engine/io.c \
 	engine/pipeline.c engine/fsprobe.c engine/records.c engine/plan.c engine/execute.c \
-	engine/recover.c engine/refuse.c engine/convert.c
+	engine/recover.c engine/convert.c
 EXTRA_DIST += engine/README.md
 
 check_PROGRAMS += tests/engine/host_engine
@@ -43,3 +43,11 @@ TESTS += tests/engine/unit_engine_records
 tests_engine_unit_engine_records_SOURCES = tests/engine/unit_engine_records.c tests/engine/engine_testlib.h
 tests_engine_unit_engine_records_CFLAGS = $(UNIT_CFLAGS)
 tests_engine_unit_engine_records_LDADD = $(UNIT_LIBS)
+
+# The engine asks blockdev/ (root, loop devices): refusals by name, and a loop
+# device attached during a conversion stops it at a checkpoint (the loop race).
+check_PROGRAMS += tests/engine/host_engine_blockdev
+TESTS += tests/engine/host_engine_blockdev
+tests_engine_host_engine_blockdev_SOURCES = tests/engine/host_engine_blockdev.c tests/engine/engine_testlib.h
+tests_engine_host_engine_blockdev_CFLAGS = $(UNIT_CFLAGS)
+tests_engine_host_engine_blockdev_LDADD = $(UNIT_LIBS)

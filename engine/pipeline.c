@@ -313,7 +313,8 @@ static void loop_checkpoint(struct pipe *p)
 		r = R->checkpoint(R->cb_arg, R->descending ? b : a, &hz);
 	if (r < 0) {
 		L->first_err = r;
-		werr_set(p->err, r, "checkpoint failed: %s", strerror(-r));
+		if (!p->err || p->err->rc != r || !p->err->msg[0]) /* keep the checkpoint's own line */
+			werr_set(p->err, r, "checkpoint failed: %s", strerror(-r));
 	} else {
 		L->ckpt_hz = (int64_t)h;
 	}
