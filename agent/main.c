@@ -161,6 +161,10 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 
 int main(int argc, char **argv)
 {
+	/* Before anything holds a key: no core dumps, not dumpable. */
+	int hrc = secmem_harden_process();
+	if (hrc < 0)
+		fprintf(stderr, "wrapd: warning: cannot disable core dumps: %s\n", strerror(-hrc));
 	struct agent_opts o = {.config = NULL, .level = WLOG_INFO};
 	int pr = parse_args(argc, argv, &o);
 	if (pr >= 0)

@@ -61,9 +61,13 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+	/* Before anything holds a key: no core dumps, not dumpable. */
+	int hrc = secmem_harden_process();
 	struct wrapctl_ctx ctx = {
 		.log = {.out = stderr, .level = WLOG_WARN, .prog = "wrapctl"},
 	};
+	if (hrc < 0)
+		wlog_warn(&ctx.log, "cannot disable core dumps: %s", strerror(-hrc));
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"verbose", no_argument, NULL, 'v'},

@@ -71,6 +71,22 @@ int secbuf_alloc(struct secbuf *buf, size_t cap) _must_check_;
 int secbuf_reserve(struct secbuf *buf, size_t cap) _must_check_;
 int secbuf_append(struct secbuf *buf, const void *src, size_t n) _must_check_;
 void secbuf_free(struct secbuf *buf);
+/*
+ * First thing in every program's main: no core dumps (RLIMIT_CORE 0) and
+ * not dumpable (PR_SET_DUMPABLE 0: no core even through a core_pattern
+ * pipe, no ptrace or /proc/PID/mem by other users), so a crash or a gcore
+ * while keys are in memory writes no key to disk. 0 or a negative errno.
+ */
+int secmem_harden_process(void);
+/*
+ * Locks every page of the process as it is touched, now and later
+ * (mlockall MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT), for memory whose
+ * allocation we do not control (OpenSSL's key schedules). secmem_lock_end
+ * stops locking new mappings and unlocks nothing (munlockall would unlock
+ * every secbuf too). 0 or a negative errno.
+ */
+int secmem_lock_all(void);
+int secmem_lock_end(void);
 static inline void secbuf_freep(struct secbuf *b) { secbuf_free(b); }
 #define _cleanup_secbuf_ _cleanup_(secbuf_freep)
 

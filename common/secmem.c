@@ -5,7 +5,13 @@
 #include "common/common.h"
 
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+
+#ifndef MCL_ONFAULT
+#define MCL_ONFAULT 4
+#endif
 
 static size_t round_page(size_t n)
 {
@@ -78,4 +84,26 @@ int secbuf_append(struct secbuf *buf, const void *src, size_t n)
 	memcpy(buf->data + buf->len, src, n);
 	buf->len += n;
 	return 0;
+}
+
+int secmem_harden_process(void)
+{
+	struct rlimit no = {0, 0};
+	int rc = 0;
+	if (setrlimit(RLIMIT_CORE, &no) < 0)
+		rc = -errno;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		rc = -errno;
+	return rc;
+}
+
+/* Raw syscalls: AddressSanitizer turns mlockall() into a no-op. */
+int secmem_lock_all(void)
+{
+	return syscall(SYS_mlockall, MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0 ? -errno : 0;
+}
+
+int secmem_lock_end(void)
+{
+	return syscall(SYS_mlockall, MCL_CURRENT | MCL_ONFAULT) < 0 ? -errno : 0;
 }

@@ -133,7 +133,26 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
 		c->hooks = *p->test;
 	struct conv_result R = {0};
 	double t0 = now_s();
-	int rc = conv_open(c);
+	/*
+	 * The AES-XTS key schedules (whose first round keys are the VK halves)
+	 * live in OpenSSL's contexts, one pair per worker thread, allocated by
+	 * OpenSSL's providers with OPENSSL_zalloc: its secure heap does not
+	 * serve them, and CRYPTO_set_mem_functions would have to be installed
+	 * before OpenSSL's first allocation, for the whole process. So for the
+	 * duration of the conversion every page of the process is locked as it
+	 * is touched (MCL_ONFAULT: nothing is populated in advance), and none
+	 * can reach swap. Refused when the memory cannot be locked.
+	 */
+	int rc = secmem_lock_all();
+	if (rc < 0) {
+		rc = werr_set(err, rc,
+			      "%s: cannot lock memory for the key schedules (%s); run as root or raise RLIMIT_MEMLOCK (ulimit -l unlimited)",
+			      p->device, strerror(-rc));
+		if (res)
+			*res = R;
+		return rc;
+	}
+	rc = conv_open(c);
 	if (rc == 0)
 		rc = recover_head(c);
 	if (rc == 0 && c->finished) {
@@ -162,6 +181,7 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
 	if (res)
 		*res = R;
 	conv_cleanup(c);
+	(void)secmem_lock_end();
 	return rc;
 }
 

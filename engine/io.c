@@ -473,6 +473,8 @@ static void sync_free(struct engine_io *io)
 		close(io->evfd);
 	free(s->done);
 	for (int i = 0; i < 2; i++) {
+		if (s->files[i].old) /* old content of written sectors: plaintext */
+			explicit_bzero(s->files[i].old, s->files[i].nsec * 512 + 1);
 		free(s->files[i].old);
 		free(s->files[i].dirty);
 		free(s->files[i].list);

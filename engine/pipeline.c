@@ -188,8 +188,12 @@ static void pipe_destroy(struct pipe *p)
 	free(p->q);
 	free(p->dq);
 	free(p->xf_count);
-	free(p->hashes[0]);
-	free(p->hashes[1]);
+	/* Journal hashes of old (possibly plain) content: wiped too. */
+	for (int i = 0; i < 2; i++) {
+		if (p->hashes[i])
+			explicit_bzero(p->hashes[i], p->hz_hash_n * sizeof(uint64_t));
+		free(p->hashes[i]);
+	}
 }
 
 /* Fills in the defaults; -EINVAL for a misaligned run. */

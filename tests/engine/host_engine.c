@@ -3,6 +3,8 @@
 #include "tests/lib/unit.h"
 #include "tests/engine/engine_testlib.h"
 
+#include <sys/mman.h>
+
 #include <sys/wait.h>
 
 static char dir[256];
@@ -160,6 +162,68 @@ static void test_ext4(void **state)
 	tk_free(&tk);
 }
 
+/* Issue 10 item 4: while a conversion runs (its workers hold the AES-XTS
+ * key schedules in OpenSSL's heap), every private writable mapping of the
+ * process is locked; afterwards new mappings are not. VmFlags "lo" is
+ * VM_LOCKED (proc(5)). */
+static unsigned unlocked_rw_mappings(void)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	assert_non_null(f);
+	char line[512];
+	bool rw = false;
+	unsigned n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char perms[8];
+		if (sscanf(line, "%*x-%*x %7s", perms) == 1 && strchr(line, '-') < strchr(line, ' '))
+			rw = !strcmp(perms, "rw-p");
+		else if (rw && !strncmp(line, "VmFlags:", 8) && !strstr(line, " lo"))
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+struct lockcheck {
+	uint64_t ops;
+	unsigned unlocked;
+};
+static void lock_hook(void *arg, uint64_t op)
+{
+	struct lockcheck *l = arg;
+	if (++l->ops == 40) /* well into the data writes; workers are running */
+		l->unlocked = unlocked_rw_mappings();
+}
+
+static void test_key_schedules_locked(void **state)
+{
+	char dev[300];
+	snprintf(dev, sizeof(dev), "%s/lock.img", dir);
+	uint64_t size = 20 * MiB;
+	uint8_t *orig = t_random_data(size, 78);
+	assert_int_equal(t_write_file(dev, orig, size), 0);
+	struct tkeys tk = {0};
+	struct werr err = {0};
+	struct conv_keyprov kp = {.new_key = tk_new_key, .unwrap = tk_unwrap, .arg = &tk};
+	struct lockcheck lc = {.unlocked = 99999};
+	struct conv_test_hooks th = {.hook = lock_hook, .hook_arg = &lc};
+	struct conv_params p = {.device = dev, .op = CONV_ENCRYPT, .tail_is_free = true, .keys = &kp,
+				.chunk = 128 * 1024, .hotzone = 512 * 1024, .pool = 1 * MiB,
+				.test = &th};
+	assert_int_equal(conv_run(&p, NULL, &err), 0);
+	print_message("during the conversion (op 40 of %llu): %u private writable mappings unlocked\n",
+		      (unsigned long long)lc.ops, lc.unlocked);
+	assert_true(lc.ops >= 40);
+	assert_int_equal(lc.unlocked, 0);
+	/* After it: mappings made now are not locked. */
+	void *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_true(unlocked_rw_mappings() > 0);
+	munmap(m, 1 << 20);
+	free(orig);
+	tk_free(&tk);
+}
+
 /* SIGINT-style stop: checkpoint, -EINTR, then resume finishes the job. */
 struct stopper {
 	volatile sig_atomic_t flag;
@@ -218,6 +282,7 @@ int main(void)
 		cmocka_unit_test(test_sync_backend),
 		cmocka_unit_test(test_ext4),
 		cmocka_unit_test(test_stop_and_resume),
+		cmocka_unit_test(test_key_schedules_locked),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
