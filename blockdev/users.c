@@ -341,11 +341,11 @@ static void loops(struct scan *s, unsigned depth)
 			struct bdev_use *x = use_add(s, BDEV_USE_LOOP, di);
 			if (!x)
 				return;
-			snprintf(x->who, sizeof(x->who), "%s", l[i].dev);
+			snprintf(x->who, sizeof(x->who), "%.255s", l[i].dev);
 			x->offset = l[i].offset;
 			if (depth == 0)
 				loop_users(&l[i], x->label, sizeof(x->label));
-			snprintf(x->text, sizeof(x->text), "%s%sheld by loop device %s (backed at offset %llu%s%s)",
+			snprintf(x->text, sizeof(x->text), "%s%sheld by loop device %.200s (backed at offset %llu%s%s)",
 				 x->part, x->part[0] ? " " : "", l[i].dev, (unsigned long long)l[i].offset,
 				 x->label[0] ? "; it is " : "", x->label);
 		}

@@ -51,7 +51,7 @@ static int kname_devt(const char *kname, dev_t *out)
 /* Does the mapping's backing device (sysfs slave) hold this volume? */
 static bool backing_is(const struct sysdm *m, const struct vdev *vd)
 {
-	dev_t d;
+	dev_t d = 0;
 	if (!m->slaves[0] || kname_devt(m->slaves, &d) < 0)
 		return false;
 	if (S_ISBLK(vd->d.dev.st.st_mode))
