@@ -15,25 +15,11 @@
 
 static inline void closedirp_(DIR **d) { if (*d) closedir(*d); }
 
-/* The first line of a small sysfs file, without the newline. */
-static int read_line(const char *path, char *buf, size_t n)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t r = read(fd, buf, n - 1);
-	if (r < 0)
-		return -errno;
-	buf[r] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
 static int read_devt(const char *path, dev_t *out)
 {
 	char v[32];
 	unsigned ma, mi;
-	if (read_line(path, v, sizeof(v)) < 0 || sscanf(v, "%u:%u", &ma, &mi) != 2)
+	if (read_first_line(path, v, sizeof(v)) < 0 || sscanf(v, "%u:%u", &ma, &mi) != 2)
 		return -ENOENT;
 	*out = makedev(ma, mi);
 	return 0;
@@ -84,7 +70,7 @@ static int loop_identity(const char *kname, dev_t *bdev, ino_t *ino, dev_t *brde
 	}
 	char bf[PATH_MAX + 16], v[32];
 	snprintf(p, sizeof(p), "/sys/block/%s/loop/backing_file", kname);
-	if (read_line(p, bf, sizeof(bf)) < 0)
+	if (read_first_line(p, bf, sizeof(bf)) < 0)
 		return -ENOENT;
 	struct stat bst;
 	if (stat(bf, &bst) < 0)
@@ -94,7 +80,7 @@ static int loop_identity(const char *kname, dev_t *bdev, ino_t *ino, dev_t *brde
 	*brdev = S_ISBLK(bst.st_mode) ? bst.st_rdev : 0;
 	*off = 0;
 	snprintf(p, sizeof(p), "/sys/block/%s/loop/offset", kname);
-	if (read_line(p, v, sizeof(v)) == 0 && parse_u64(v, off) < 0)
+	if (read_first_line(p, v, sizeof(v)) == 0 && parse_u64(v, off) < 0)
 		*off = 0;
 	return 0;
 }
@@ -202,7 +188,7 @@ static void holders_of(dev_t dev, void (*fn)(void *, const char *, const char *)
 			continue;
 		char q[600], name[256] = "";
 		snprintf(q, sizeof(q), "/sys/class/block/%s/dm/name", de->d_name);
-		(void)read_line(q, name, sizeof(name));
+		(void)read_first_line(q, name, sizeof(name));
 		fn(arg, de->d_name, name);
 	}
 }

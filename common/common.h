@@ -100,6 +100,8 @@ int b64_decode_secure(const char *src, size_t srclen, struct secbuf *out) _must_
 
 /* pread/pwrite until done; -EIO on a short read at EOF. */
 int read_full_at(int fd, void *buf, size_t n, off_t off) _must_check_;
+/* The first line of a small file such as a sysfs attribute, newline removed; n >= 1. */
+int read_first_line(const char *path, char *buf, size_t n);
 int write_full_at(int fd, const void *buf, size_t n, off_t off) _must_check_;
 /* Reads a whole (small, < max) file into a NUL-terminated malloc'ed buffer. */
 int read_file(const char *path, size_t max, char **out, size_t *outlen) _must_check_;

@@ -26,6 +26,20 @@ int read_full_at(int fd, void *buf, size_t n, off_t off)
 	return 0;
 }
 
+/* The first line of a small file (sysfs), without the newline. */
+int read_first_line(const char *path, char *buf, size_t n)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t r = read(fd, buf, n - 1);
+	if (r < 0)
+		return -errno;
+	buf[r] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
 int write_full_at(int fd, const void *buf, size_t n, off_t off)
 {
 	const uint8_t *p = buf;

@@ -110,21 +110,6 @@ int vdev_open(struct vdev *vd, const char *spec, const char *header, unsigned ho
 
 /* ---- sysfs view of dm devices --------------------------------------------- */
 
-static int read_line(const char *path, char *buf, size_t n)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t r = read(fd, buf, n - 1);
-	if (r < 0)
-		return -errno;
-	buf[r] = '\0';
-	char *nl = strchr(buf, '\n');
-	if (nl)
-		*nl = '\0';
-	return 0;
-}
-
 static void list_dir(const char *path, char *buf, size_t n)
 {
 	buf[0] = '\0';
@@ -159,23 +144,23 @@ static int sysdm_fill(const char *kname, struct sysdm *m)
 		return -ENAMETOOLONG;
 	memcpy(m->kname, kname, kl + 1);
 	snprintf(p, sizeof(p), "/sys/block/%s/dm/name", kname);
-	if (read_line(p, m->name, sizeof(m->name)) < 0)
+	if (read_first_line(p, m->name, sizeof(m->name)) < 0)
 		return -ENOENT;
 	snprintf(p, sizeof(p), "/sys/block/%s/dm/uuid", kname);
-	(void)read_line(p, m->uuid, sizeof(m->uuid));
+	(void)read_first_line(p, m->uuid, sizeof(m->uuid));
 	snprintf(p, sizeof(p), "/sys/block/%s/dm/suspended", kname);
-	if (read_line(p, v, sizeof(v)) == 0)
+	if (read_first_line(p, v, sizeof(v)) == 0)
 		m->suspended = v[0] == '1';
 	snprintf(p, sizeof(p), "/sys/block/%s/ro", kname);
-	if (read_line(p, v, sizeof(v)) == 0)
+	if (read_first_line(p, v, sizeof(v)) == 0)
 		m->read_only = v[0] == '1';
 	snprintf(p, sizeof(p), "/sys/block/%s/size", kname);
 	uint64_t sz = 0;
-	if (read_line(p, v, sizeof(v)) == 0 && parse_u64(v, &sz) == 0)
+	if (read_first_line(p, v, sizeof(v)) == 0 && parse_u64(v, &sz) == 0)
 		m->size_bytes = sz * 512;
 	snprintf(p, sizeof(p), "/sys/block/%s/dev", kname);
 	unsigned ma, mi;
-	if (read_line(p, v, sizeof(v)) == 0 && sscanf(v, "%u:%u", &ma, &mi) == 2)
+	if (read_first_line(p, v, sizeof(v)) == 0 && sscanf(v, "%u:%u", &ma, &mi) == 2)
 		m->dev = makedev(ma, mi);
 	sysfs_holders(kname, m->holders, sizeof(m->holders));
 	snprintf(p, sizeof(p), "/sys/block/%s/slaves", kname);
