@@ -161,4 +161,9 @@ const char *vault_auth_method_name(enum vault_auth_method m);
 uint64_t vault_token_next_upkeep(struct vault_client *vc);
 int vault_token_upkeep(struct vault_client *vc, struct werr *err);
 
+/* Whether a URL's parsed host is 127.0.0.0/8, ::1 or localhost (not a
+ * prefix: http://localhost.example.com is not loopback). The one rule for
+ * plain http, shared with the Kubernetes client (kube/). */
+bool vault_addr_is_loopback(const char *url);
+
 #endif

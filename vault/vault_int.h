@@ -62,9 +62,7 @@ struct secbuf *vault_secret_ref(json_t *v, struct secbuf *secrets, size_t nsecre
 /* Same scheme, host and port (default ports filled in), from libcurl's URL
  * parser: the only redirects followed, since each carries the token. */
 bool vault_same_origin(const char *a, const char *b);
-/* http:// to 127.0.0.0/8, ::1 or localhost (the parsed host, not a prefix:
- * http://localhost.example.com is not loopback). */
-bool vault_addr_is_loopback(const char *url);
+/* vault_addr_is_loopback: public, in vault/vault.h (kube/ uses it too). */
 
 /* ---- the client ---- */
 struct vault_client {
