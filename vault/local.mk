@@ -27,7 +27,7 @@ dist_noinst_SCRIPTS += tests/vault/host_vault_client.sh
 # `tests/fuzz/run-fuzz SECONDS tests/fuzz/fuzz_config` (or fuzz_vault_response).
 if HAVE_FUZZ_CC
 FUZZ_CONFIG_SRCS = $(srcdir)/tests/fuzz/fuzz_config.c $(srcdir)/common/config.c \
-	$(srcdir)/vault/config.c $(srcdir)/volume/table.c $(srcdir)/agent/settings.c \
+	$(srcdir)/vault/config.c $(srcdir)/volume/table.c $(srcdir)/agent/settings.c $(srcdir)/kube/json.c \
 	$(srcdir)/dm/table.c $(FUZZ_FORMAT_SRCS)
 tests/fuzz/fuzz_config$(EXEEXT): $(FUZZ_CONFIG_SRCS) $(srcdir)/common/config.h \
 		$(srcdir)/vault/vault.h $(srcdir)/vault/vault_int.h
