@@ -36,7 +36,17 @@ struct agent_config {
 	const char *metrics_listen;  /* "" = off */
 	bool log_json;
 	long retry_min_ms, retry_max_ms, stop_timeout_ms;
+	/* Kubernetes mode (effective values; agent/kube_*.c use them) */
+	bool kubernetes;
+	const char *discovery_dir, *kubelet_dir, *storage_class, *fs_type, *event_namespace;
+	const char *kube_api_url;    /* "" = in-cluster */
+	const char *kube_token_file, *kube_ca_file; /* NULL = kube/'s defaults */
+	bool convert_existing, block_mode, retain;
 };
+/* The node's name: node_name, else $NODE_NAME, else the host name
+ * (lowercased, as kubelet does); must be a DNS-1123 subdomain. */
+int agent_node_name(const struct agent_config *c, const char *(*get)(const char *),
+		    char out[254], struct werr *err);
 /* Defaults, then the config file (path may be NULL for
  * AGENT_CONFIG_DEFAULT; a missing default file is fine): the agent's keys,
  * volume_table and the Vault client's (vcfg), in one pass. */

@@ -15,3 +15,7 @@ EXTRA_DIST += tests/agent/agentq.py bench/agent
 # On this host, against the Vault double (no dm-crypt needed).
 TESTS += tests/agent/host_agent.sh
 dist_noinst_SCRIPTS += tests/agent/host_agent.sh
+
+# Kubernetes mode: the config keys and --check-config (no server).
+TESTS += tests/agent/host_kube_config.sh
+dist_noinst_SCRIPTS += tests/agent/host_kube_config.sh

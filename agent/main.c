@@ -23,6 +23,7 @@ static void usage(FILE *out)
 		"      --status-socket PATH status socket (overrides status_socket)\n"
 		"      --log-format FMT     text or json (overrides log_format)\n"
 		"  -o, --set KEY=VALUE      any agent setting of the config file (repeatable)\n"
+		"      --check-config       read the configuration, say what is wrong, exit 0 or 1\n"
 		"  -v, --verbose            more detail on stderr (repeat for debug)\n"
 		"  -h, --help               show this help\n"
 		"  -V, --version            show the version\n"
@@ -37,6 +38,7 @@ struct agent_opts {
 	size_t nsets;
 	char named[3][4200];       /* --table/--status-socket/--log-format as key=value */
 	enum wlog_level level;
+	bool check_config;
 };
 
 /* Loads the settings: file, then command-line overrides. */
@@ -114,12 +116,13 @@ void agent_reload(struct agent *a)
 
 static int parse_args(int argc, char **argv, struct agent_opts *o)
 {
-	enum { O_TABLE = 1000, O_SOCKET, O_LOGFMT };
+	enum { O_TABLE = 1000, O_SOCKET, O_LOGFMT, O_CHECK };
 	static const struct option lopts[] = {
 		{"config", required_argument, NULL, 'c'},
 		{"table", required_argument, NULL, O_TABLE},
 		{"status-socket", required_argument, NULL, O_SOCKET},
 		{"log-format", required_argument, NULL, O_LOGFMT},
+		{"check-config", no_argument, NULL, O_CHECK},
 		{"set", required_argument, NULL, 'o'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
@@ -135,6 +138,7 @@ static int parse_args(int argc, char **argv, struct agent_opts *o)
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("wrapd %s\n", PACKAGE_VERSION); return 0;
 		case 'o': break;
+		case O_CHECK: o->check_config = true; continue;
 		case O_TABLE: key = "volume_table"; break;
 		case O_SOCKET: key = "status_socket"; break;
 		case O_LOGFMT: key = "log_format"; break;
@@ -184,6 +188,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "wrapd: error: %s\n", werr_str(&err, r));
 		free(vcfg);
 		return 1;
+	}
+	if (o.check_config) {
+		/* The manifest tests check the DaemonSet's ConfigMap this way:
+		 * the whole file (every module's keys) and, in Kubernetes mode,
+		 * the node name it would use. Nothing else is touched. */
+		char node[254];
+		if (a.cfg.kubernetes && (r = agent_node_name(&a.cfg, NULL, node, &err)) < 0) {
+			fprintf(stderr, "wrapd: error: %s\n", werr_str(&err, r));
+			r = 1;
+		} else {
+			printf("wrapd: %s: the configuration is valid\n", a.config_path);
+			r = 0;
+		}
+		agent_config_free(&a.cfg);
+		vault_config_free(vcfg);
+		free(vcfg);
+		return r;
 	}
 	if (alog_init(&log, a.cfg.log_json, o.level) < 0)
 		return 1;

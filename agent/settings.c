@@ -1,12 +1,55 @@
 /* The agent's keys of wrapd.conf and the status socket's client side (see
  * agent/settings.h). */
 #include "agent/settings.h"
+#include "kube/kube.h"
 
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
 static const char *const log_formats[] = {"text", "json", NULL};
+/* yes/no as the contract writes them, and the parser's booleans; an odd
+ * index is "on" (agent_settings_on). */
+static const char *const yes_no[] = {"no", "yes", "false", "true", NULL};
+static const char *const volume_modes[] = {"Filesystem", "Block", NULL};
+static const char *const reclaim_policies[] = {"Delete", "Retain", NULL};
+
+/* Kubernetes names, checked where the file is read (kube/ has the rules). */
+static bool check_subdomain(const char *key, const char *v, char *why, size_t n)
+{
+	if (!*v || kube_dns1123_subdomain(v))
+		return true;
+	snprintf(why, n, "%s '%s' must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253)",
+		 key, v);
+	return false;
+}
+
+static bool check_label(const char *key, const char *v, char *why, size_t n)
+{
+	if (kube_dns1123_label(v))
+		return true;
+	snprintf(why, n, "%s '%s' must be a DNS-1123 label (lowercase letters, digits and '-', at most 63)",
+		 key, v);
+	return false;
+}
+
+static bool check_fs_type(const char *key, const char *v, char *why, size_t n)
+{
+	bool ok = *v && strlen(v) <= 16;
+	for (const char *c = v; *c; c++)
+		ok = ok && ((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'));
+	if (!ok)
+		snprintf(why, n, "%s '%s' must be a file system type such as ext4 or xfs", key, v);
+	return ok;
+}
+
+static bool check_url(const char *key, const char *v, char *why, size_t n)
+{
+	if (!*v || !strncmp(v, "https://", 8) || !strncmp(v, "http://", 7))
+		return true;
+	snprintf(why, n, "%s '%s' must be an https:// URL (http:// only to a loopback address)", key, v);
+	return false;
+}
 
 #define S(f) offsetof(struct agent_settings, f)
 static const struct config_key agent_keys[] = {
@@ -20,6 +63,26 @@ static const struct config_key agent_keys[] = {
 	 .min = 100, .max = 24 * 3600 * 1000LL},
 	{.name = "agent_stop_timeout", .type = CONFIG_DURATION, .off = S(stop_timeout_ms),
 	 .min = 100, .max = 60 * 1000LL},
+	/* Kubernetes mode (the contract: notes/KUBE-CONTRACT.md, daemonset/) */
+	{.name = "kubernetes", .type = CONFIG_ENUM, .off = S(kubernetes), .names = yes_no},
+	{.name = "discovery_dir", .type = CONFIG_PATH, .off = S(discovery_dir)},
+	{.name = "kubelet_dir", .type = CONFIG_PATH, .off = S(kubelet_dir)},
+	{.name = "storage_class", .type = CONFIG_STRING, .off = S(storage_class),
+	 .check = check_subdomain},
+	{.name = "node_name", .type = CONFIG_STRING, .off = S(node_name), .flags = CONFIG_EMPTY_OK,
+	 .check = check_subdomain},
+	{.name = "kube_api_url", .type = CONFIG_STRING, .off = S(kube_api_url),
+	 .flags = CONFIG_EMPTY_OK, .check = check_url},
+	{.name = "kube_token_file", .type = CONFIG_PATH, .off = S(kube_token_file)},
+	{.name = "kube_ca_file", .type = CONFIG_PATH, .off = S(kube_ca_file)},
+	{.name = "convert_existing", .type = CONFIG_ENUM, .off = S(convert_existing),
+	 .names = yes_no},
+	{.name = "volume_mode", .type = CONFIG_ENUM, .off = S(volume_mode), .names = volume_modes},
+	{.name = "fs_type", .type = CONFIG_STRING, .off = S(fs_type), .check = check_fs_type},
+	{.name = "reclaim_policy", .type = CONFIG_ENUM, .off = S(reclaim_policy),
+	 .names = reclaim_policies},
+	{.name = "event_namespace", .type = CONFIG_STRING, .off = S(event_namespace),
+	 .check = check_label},
 };
 #undef S
 
