@@ -32,6 +32,11 @@ TESTS += tests/vault-double/test_double.py
 EXTRA_DIST += tests/vault-double/vault-double tests/vault-double/make-test-ca \
 	tests/vault-double/test_double.py tests/vault-double/README.md
 
+# The Kubernetes API-server double and its own tests (kubectl checks skip without kubectl).
+TESTS += tests/kube-double/test_double.py
+EXTRA_DIST += tests/kube-double/kube-double tests/kube-double/test_double.py \
+	tests/kube-double/README.md
+
 # The real-kernel harness ships too, so a dist tarball can run the VM suite.
 EXTRA_DIST += tests/vm/README.md tests/vm/guest-init tests/vm/have-dm \
 	tests/vm/run-kernel-tests tests/vm/vm-lib.sh tests/vm/vm-run \
@@ -50,4 +55,5 @@ clean-local:
 # Shared helpers: cmocka glue (unit.h), shell check helpers, the one Vault-double
 # starter, and the Python helper of the volume/format VM suites.
 EXTRA_DIST += tests/lib/unit.h tests/lib/checks.sh tests/lib/vault-double.sh \
+	tests/lib/kube-double.sh \
 	tests/lib/vhelper.py
