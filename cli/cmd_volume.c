@@ -20,7 +20,7 @@ struct vopts {
 
 enum {
 	O_UDEV = 1000, O_NO_UDEV, O_TABLE, O_ALL, O_HEADER,
-	O_ALLOW_DISCARDS, O_WQ, O_NO_WQ, O_DEFERRED, O_FORCE, O_JSON, O_YES, O_KERNEL,
+	O_ALLOW_DISCARDS, O_WQ, O_NO_WQ, O_DEFERRED, O_FORCE, O_JSON, O_YES, O_KERNEL, O_NO_DISCARD,
 };
 
 #define COMMON_LONGOPTS \
@@ -529,32 +529,47 @@ static int run_rewrap(struct wrapctl_ctx *ctx, int argc, char **argv)
 
 /* ---- erase ------------------------------------------------------------------ */
 
+static void erase_notice(void *arg, const char *line)
+{
+	(void)arg;
+	printf("%s\n", line);
+	fflush(stdout);
+}
+
 static int run_erase(struct wrapctl_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"header", required_argument, NULL, O_HEADER},
 		{"yes", no_argument, NULL, O_YES},
+		{"no-discard", no_argument, NULL, O_NO_DISCARD},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *header = NULL;
 	bool yes = false;
+	struct volume_erase_opts eo = {.notice = erase_notice};
 	int c;
 	while ((c = getopt_long(argc, argv, "hy", opts, NULL)) != -1) {
 		switch (c) {
 		case O_HEADER: header = optarg; break;
+		case O_NO_DISCARD: eo.no_discard = true; break;
 		case 'y':
 		case O_YES: yes = true; break;
 		case 'h':
-			printf("Usage: wrapctl erase [--header FILE] [--yes] DEVICE\n"
-			       "Crypto-erase: destroy the wrapped volume key and its digest in both header\n"
-			       "copies, then discard the data area. The data can never be read again.\n");
+			printf("Usage: wrapctl erase [--header FILE] [--no-discard] [--yes] DEVICE\n"
+			       "Crypto-erase: destroy every wrapped volume key and digest in both header\n"
+			       "copies, then discard the data area. The data can never be read again.\n"
+			       "On a volume whose encrypt, rekey or decrypt was interrupted, the regions\n"
+			       "that may still hold plaintext (and the conversion journal) are then\n"
+			       "overwritten with zeros, which takes as long as writing them; rerun erase\n"
+			       "if that is interrupted. --no-discard leaves the rest of the data area\n"
+			       "in place (ciphertext nobody can decrypt).\n");
 			return 0;
 		default: return 2;
 		}
 	}
 	if (argc - optind != 1)
-		return cli_fail(ctx, "usage: wrapctl erase [--header FILE] [--yes] DEVICE") + 1;
+		return cli_fail(ctx, "usage: wrapctl erase [--header FILE] [--no-discard] [--yes] DEVICE") + 1;
 	const char *dev = argv[optind];
 	if (!yes) {
 		if (!isatty(STDIN_FILENO))
@@ -571,13 +586,29 @@ static int run_erase(struct wrapctl_ctx *ctx, int argc, char **argv)
 	struct werr err;
 	werr_clear(&err);
 	struct volume_erase_report rep;
-	int r = volume_erase(&vctx, dev, header, &rep, &err);
+	int r = volume_erase_opts(&vctx, dev, header, &eo, &rep, &err);
 	if (r < 0)
 		return cli_fail(ctx, "%s", werr_str(&err, r));
 	printf("%s: crypto-erased\n", dev);
-	printf("  wrapped volume key: %s\n", rep.token_removed ? "removed (wrapd-vault token deleted)" : "none was present");
+	if (rep.conversion[0])
+		printf("  conversion found:   %s (its state is gone)\n", rep.conversion);
+	if (rep.token_removed || rep.wrapped_keys)
+		printf("  wrapped volume key: removed (wrapd-vault token%s deleted; %u in all)\n",
+		       rep.wrapped_keys > 1 ? " and the rekey's new key" : "", rep.wrapped_keys);
+	else
+		printf("  wrapped volume key: none was present\n");
 	printf("  volume key digest:  %s\n", rep.digest_destroyed ? "replaced by the digest of a random key" : "none was present");
+	if (rep.digests > 1)
+		printf("  other digests:      %u removed\n", rep.digests - 1);
 	printf("  header copies:      %u rewritten\n", rep.copies_written);
+	if (rep.overwritten) {
+		char hb[32];
+		double mib = (double)rep.overwritten / (1 << 20);
+		snprintf(hb, sizeof(hb), "%.1f MiB", mib);
+		printf("  plaintext regions:  overwrote %s with zeros in %.1f s (%.0f MiB/s): %s\n", hb,
+		       rep.overwrite_seconds, rep.overwrite_seconds > 0 ? mib / rep.overwrite_seconds : 0,
+		       rep.overwrite_what);
+	}
 	printf("  data area:          %s\n", rep.data_action);
 	return 0;
 }

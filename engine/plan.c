@@ -420,7 +420,13 @@ static int plan_resume(struct conv *c, json_t *st)
 	const struct conv_params *p = c->p;
 	enum conv_op sop;
 	if (conv_op_from_name(st_str(st, "op"), &sop) < 0) {
+		bool erase = st_str(st, "op") && !strcmp(st_str(st, "op"), "erase");
 		json_decref(st);
+		if (erase) /* volume/erase.c: keys gone, plaintext regions being overwritten */
+			return werr_set(c->err, -EBUSY,
+					"%s: an interrupted erase is in progress (its keys are destroyed); finish it with 'wrapctl erase --yes%s%s %s'",
+					c->what, p->header ? " --header " : "", p->header ? p->header : "",
+					c->what);
 		return werr_set(c->err, -EUCLEAN, "%s: unknown conversion state", c->what);
 	}
 	if (p->op != CONV_RESUME && p->op != sop) {

@@ -74,4 +74,40 @@ int vkey_new(const struct volume_ctx *ctx, const char *uuid, struct secbuf *vk,
 int vkey_unwrap(const struct volume_ctx *ctx, struct vgroups *gs, const struct wrapd_token *tok,
 		struct secbuf *vk, struct werr *err);
 
+/* volume/erase_plan.c: the regions an erase overwrites (they may hold
+ * plaintext or the conversion journal), from a conversion state or from an
+ * interrupted erase's own state. */
+enum { ERASE_ON_DATA = 0, ERASE_ON_HEADER = 1 };
+struct erase_geom {
+	uint64_t dev_size;         /* the data device */
+	uint64_t hdr_size;         /* one header copy */
+	uint64_t data_offset;      /* of the data segment, on the data device */
+	uint64_t seg_end;          /* end of the data segment on the data device */
+	bool detached;
+	uint64_t hdr_file_size;    /* detached: the header file's size */
+};
+struct erase_region {
+	unsigned on;               /* ERASE_ON_DATA or ERASE_ON_HEADER */
+	uint64_t off, len;
+	bool keys;                 /* may hold a wrapped key (the parked header image):
+				    * overwritten together with the key destruction */
+	char what[96];
+};
+struct erase_plan {
+	struct erase_geom g;
+	struct erase_region r[8];
+	size_t n;
+	char conversion[64];       /* "encrypt (shift)", ... ("" when none) */
+};
+/* Adds [off, end) clamped to its file (nothing when empty). */
+void erase_plan_add(struct erase_plan *p, unsigned on, uint64_t off, uint64_t end, bool keys,
+		    const char *what);
+/* p->g filled in: the regions for state (a conversion's or an erase's). */
+int erase_plan_from_state(json_t *st, struct erase_plan *p);
+/* Sorts the regions and merges those that overlap or touch. */
+void erase_plan_merge(struct erase_plan *p);
+uint64_t erase_plan_bytes(const struct erase_plan *p);
+/* The erase state recorded in the header while regions are overwritten. */
+json_t *erase_plan_state(const struct erase_plan *p);
+
 #endif

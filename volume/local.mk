@@ -1,7 +1,7 @@
 # volume: open/close/status/rewrap/erase/doctor orchestration, loop devices,
 # the host volume table.
 libwrapd_a_SOURCES += volume/volume.h volume/internal.h volume/table.c volume/loop.c \
-	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/doctor.c \
+	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/erase_plan.c volume/doctor.c \
 	volume/vaultcfg.c volume/format.c volume/keys.c volume/convert.c volume/header.c
 
 check_PROGRAMS += tests/volume/unit_volume_table tests/volume/host_volume_loop
@@ -25,6 +25,15 @@ tests_volume_host_volume_vault_LDADD = $(UNIT_LIBS)
 # when this kernel has no dm-crypt), not by make check.
 dist_noinst_SCRIPTS += tests/volume/vm_volume.sh
 EXTRA_DIST += bench/open
+
+# erase of a volume whose encrypt/rekey/decrypt was interrupted (issue 10
+# item 1): no marker of the plaintext and no wrapped key left anywhere.
+TESTS += tests/volume/host_erase_converting.sh tests/volume/unit_erase_plan
+check_PROGRAMS += tests/volume/unit_erase_plan
+tests_volume_unit_erase_plan_SOURCES = tests/volume/unit_erase_plan.c
+tests_volume_unit_erase_plan_CFLAGS = $(UNIT_CFLAGS)
+tests_volume_unit_erase_plan_LDADD = $(UNIT_LIBS)
+dist_noinst_SCRIPTS += tests/volume/host_erase_converting.sh
 
 # wrapctl's Vault overrides, applied in one place (volume_vault_config).
 TESTS += tests/volume/host_vault_overrides.sh

@@ -179,9 +179,33 @@ int volume_rewrap(const struct volume_ctx *ctx, const char *const *devices,
 struct volume_erase_report {
 	bool token_removed, digest_destroyed;
 	unsigned copies_written;
+	unsigned wrapped_keys;     /* wrapped VKs destroyed: the token's, a rekey's new one */
+	unsigned digests;          /* VK digests destroyed */
+	char conversion[64];       /* the conversion found in progress ("" when none) */
+	uint64_t overwritten;      /* bytes overwritten with zeros (regions that may hold plaintext) */
+	double overwrite_seconds;
+	char overwrite_what[512];  /* the regions, one clause each ("" when none) */
 	char data_action[256];     /* "discarded 64 MiB (BLKDISCARD)", "punched holes ...", ... */
 };
-/* Crypto-erase. Refuses while open. */
+struct volume_erase_opts {
+	bool no_discard;           /* leave the data area in place (ciphertext without a key) */
+	/* Called once the keys are destroyed (both header copies written) and
+	 * before a long overwrite starts, with one line saying what comes. */
+	void (*notice)(void *arg, const char *line);
+	void *notice_arg;
+};
+/*
+ * Crypto-erase. Refuses while open. Keys first: every wrapped VK (the token,
+ * a rekey's new one in the conversion state) and every digest are destroyed
+ * in both header copies. Then, when a conversion was in progress, every
+ * region that may hold plaintext or the conversion journal is overwritten
+ * with zeros (recorded in the header first, so rerunning an interrupted
+ * erase finishes it); last, the data area is discarded unless no_discard.
+ * opts may be NULL.
+ */
+int volume_erase_opts(const struct volume_ctx *ctx, const char *device, const char *header,
+		      const struct volume_erase_opts *opts, struct volume_erase_report *rep,
+		      struct werr *err);
 int volume_erase(const struct volume_ctx *ctx, const char *device, const char *header,
 		 struct volume_erase_report *rep, struct werr *err);
 
