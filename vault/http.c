@@ -417,6 +417,52 @@ static int parse_body(struct attempt *a, const struct vault_request *req,
 	return rc;
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The observer's operation names, from the path: "MOUNT/OP/KEY" for Transit
+ * (the configured mount), auth/token/lookup-self and renew-self, AUTHMOUNT/login,
+ * sys/health. A name never comes from a server or the path's free parts. */
+const char *vault_request_op(const struct vault_client *vc, const char *path)
+{
+	static const char *const transit[] = {"decrypt", "datakey", "rewrap", "keys", "encrypt"};
+	if (!strcmp(path, "auth/token/lookup-self"))
+		return "lookup-self";
+	if (!strcmp(path, "auth/token/renew-self"))
+		return "renew";
+	if (!strcmp(path, "sys/health"))
+		return "health";
+	size_t pl = strlen(path);
+	if (pl >= 6 && !strcmp(path + pl - 6, "/login"))
+		return "login";
+	size_t ml = vc && vc->cfg.mount ? strlen(vc->cfg.mount) : 0;
+	if (ml && !strncmp(path, vc->cfg.mount, ml) && path[ml] == '/') {
+		const char *op = path + ml + 1;
+		for (size_t i = 0; i < ARRAY_SIZE(transit); i++) {
+			size_t n = strlen(transit[i]);
+			if (!strncmp(op, transit[i], n) && (op[n] == '/' || op[n] == '\0'))
+				return transit[i];
+		}
+	}
+	return "other";
+}
+
+void vault_client_set_observer(struct vault_client *vc, vault_observer_fn fn, void *arg)
+{
+	vc->observe = fn;
+	vc->observe_arg = fn ? arg : NULL;
+}
+
+void vault_client_observer_copy(struct vault_client *dst, const struct vault_client *src)
+{
+	if (dst && src)
+		vault_client_set_observer(dst, src->observe, src->observe_arg);
+}
+
 int vault_http(struct vault_client *vc, const struct vault_request *req,
 	       struct vault_response *resp, struct werr *err)
 {
@@ -452,7 +498,11 @@ int vault_http(struct vault_client *vc, const struct vault_request *req,
 			uint64_t now = vault_now(vc);
 			long left = now < deadline ? (long)(deadline - now) : 1;
 			long tmo = vc->cfg.timeout_ms < left ? vc->cfg.timeout_ms : left;
+			uint64_t t0 = mono_us();
 			attempt_once(vc, url, req, body, body_len, tmo, &a);
+			if (vc->observe)
+				vc->observe(vc->observe_arg, vault_request_op(vc, req->path),
+					    a.cc == CURLE_OK ? a.status : 0, mono_us() - t0);
 			wlog_debug(vc->log, "vault: %s %s: %ld%s%s (try %d)", req->method, req->path,
 				   a.status, a.cc ? " " : "", a.cc ? curl_easy_strerror(a.cc) : "",
 				   retries + 1);

@@ -166,4 +166,19 @@ int vault_token_upkeep(struct vault_client *vc, struct werr *err);
  * plain http, shared with the Kubernetes client (kube/). */
 bool vault_addr_is_loopback(const char *url);
 
+/*
+ * A per-request observer (metrics): called after every HTTP exchange with
+ * Vault (each try and each redirect hop is one), on the thread that uses the
+ * client, with the operation's name ("decrypt", "datakey", "rewrap", "keys",
+ * "lookup-self", "renew", "login", "health", "other"), the HTTP status (0 when
+ * no answer came: a transport or TLS error) and the exchange's duration.
+ * fn NULL removes it. vault_client_observer_copy gives dst src's observer (a
+ * client made for another Transit key inherits the caller's).
+ */
+typedef void (*vault_observer_fn)(void *arg, const char *op, long status, uint64_t duration_us);
+void vault_client_set_observer(struct vault_client *vc, vault_observer_fn fn, void *arg);
+void vault_client_observer_copy(struct vault_client *dst, const struct vault_client *src);
+/* The operation name the observer gets for a request path (without /v1/). */
+const char *vault_request_op(const struct vault_client *vc, const char *path);
+
 #endif

@@ -81,6 +81,9 @@ struct vault_client {
 	bool token_file_seen;
 
 	bool key_checked;              /* transit key verified as derived */
+
+	vault_observer_fn observe;     /* per HTTP exchange (metrics), or NULL */
+	void *observe_arg;
 };
 
 /* One logical Vault call. */

@@ -273,6 +273,8 @@ int vgroups_get(const struct volume_ctx *ctx, struct vgroups *gs, const struct w
 		c.key = g->key;
 		r = vault_client_new(&c, ctx->log, &g->vc, err);
 		g->owned = true;
+		if (r == 0)
+			vault_client_observer_copy(g->vc, ctx->vc); /* the agent's metrics */
 	}
 	if (r < 0) {
 		free(g->mount);

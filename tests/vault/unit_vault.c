@@ -511,9 +511,50 @@ static void path_parts(void **state)
 	assert_false(vault_valid_path_part("", true));
 }
 
+static void observer_dummy(void *arg, const char *op, long status, uint64_t duration_us)
+{
+	(void)arg;
+	(void)op;
+	(void)status;
+	(void)duration_us;
+}
+
+/* The observer's operation names (agent metrics): from the configured
+ * Transit mount and fixed auth paths, never from free parts of a path. */
+static void request_op_names(void **state)
+{
+	(void)state;
+	struct vault_client vc;
+	memset(&vc, 0, sizeof(vc));
+	vc.cfg.mount = (char *)"secrets/transit";
+	assert_string_equal(vault_request_op(&vc, "secrets/transit/decrypt/wrapd"), "decrypt");
+	assert_string_equal(vault_request_op(&vc, "secrets/transit/datakey/plaintext/wrapd"), "datakey");
+	assert_string_equal(vault_request_op(&vc, "secrets/transit/rewrap/wrapd"), "rewrap");
+	assert_string_equal(vault_request_op(&vc, "secrets/transit/keys/wrapd"), "keys");
+	assert_string_equal(vault_request_op(&vc, "auth/token/lookup-self"), "lookup-self");
+	assert_string_equal(vault_request_op(&vc, "auth/token/renew-self"), "renew");
+	assert_string_equal(vault_request_op(&vc, "auth/kubernetes/login"), "login");
+	assert_string_equal(vault_request_op(&vc, "sys/health"), "health");
+	/* Not the configured mount, or a name that only starts like an op. */
+	assert_string_equal(vault_request_op(&vc, "transit/decrypt/wrapd"), "other");
+	assert_string_equal(vault_request_op(&vc, "secrets/transit/decryptx/wrapd"), "other");
+	assert_string_equal(vault_request_op(&vc, "secrets/transitx/decrypt/wrapd"), "other");
+	assert_string_equal(vault_request_op(&vc, "sys/mounts"), "other");
+	/* The observer setter and its copy to a client made for another key. */
+	struct vault_client other;
+	memset(&other, 0, sizeof(other));
+	vault_client_set_observer(&vc, observer_dummy, &vc);
+	vault_client_observer_copy(&other, &vc);
+	assert_ptr_equal(other.observe_arg, &vc);
+	assert_ptr_equal(other.observe, observer_dummy);
+	vault_client_set_observer(&vc, NULL, &vc);
+	assert_null(vc.observe_arg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(request_op_names),
 		cmocka_unit_test(config_good_file),
 		cmocka_unit_test(config_defaults),
 		cmocka_unit_test(config_bad_lines),
