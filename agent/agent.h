@@ -136,6 +136,9 @@ bool worker_stop(struct worker *w, long timeout_ms);
 /* Replaces the Vault settings (SIGHUP; takes ownership); the next job uses
  * a new client made from them. */
 void worker_set_vault(struct worker *w, struct vault_config *vcfg);
+/* Every Vault client the worker makes reports its requests to fn (metrics);
+ * set before the first job is submitted. */
+void worker_set_observer(struct worker *w, vault_observer_fn fn, void *arg);
 
 /* ---- volumes and their states -------------------------------------------------- */
 
@@ -202,6 +205,7 @@ struct agent {
 	bool first_pass_done;
 	bool stopping;
 	unsigned long wakeups;     /* epoll returns (for tests and metrics) */
+	struct agent_svc *svc;     /* hooks.c: notify, metrics, httpd (NULL before hooks_init) */
 };
 
 uint64_t agent_now_ms(void);
@@ -226,7 +230,7 @@ void agent_free_vols(struct agent *a);
 /* One-line summary: "12 open, 1 waiting for Vault". */
 void agent_summary(const struct agent *a, char *buf, size_t n);
 /* For /readyz: true once the first pass is done and no volume waits for
- * Vault or failed; otherwise why (one line) is written. */
+ * Vault, failed or is being opened (a retry); otherwise why (one line). */
 bool agent_ready(const struct agent *a, char *why, size_t n);
 
 /* table_watch.c: inotify on the table's directory (and the token file's) */
@@ -249,7 +253,19 @@ int agent_run(struct agent *a, struct werr *err);
 void agent_reload(struct agent *a);
 
 /* hooks.c: the agent's calls into notify/metrics/httpd, wired in one place.
- * Epoll tags >= 100 belong to the hooks (hooks_event). */
+ * Epoll tags >= 100 belong to the hooks (hooks_event).
+ * hooks_init (after worker_start, before the first job): the notify socket,
+ * the metrics registry, the HTTP endpoint on metrics_listen (a bad value or a
+ * port in use fails the start). hooks_fini: after the worker stopped. */
+struct metrics;
+int hooks_init(struct agent *a, struct werr *err);
+void hooks_fini(struct agent *a);
+/* The agent's metrics registry (agent/metrics.h says how to add a metric),
+ * or NULL before hooks_init. */
+struct metrics *hooks_metrics(struct agent *a);
+/* SIGHUP: RELOADING=1 before rereading, READY=1 after. */
+void hooks_reloading(struct agent *a);
+void hooks_reloaded(struct agent *a);
 void hooks_loop_init(struct agent *a);
 int hooks_timeout_ms(struct agent *a);     /* epoll_wait timeout, -1 = none */
 void hooks_event(struct agent *a, uint32_t tag);

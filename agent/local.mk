@@ -4,8 +4,10 @@
 libwrapd_a_SOURCES += agent/settings.h agent/settings.c
 sbin_PROGRAMS += wrapd
 wrapd_SOURCES = agent/agent.h agent/main.c agent/config.c agent/log.c agent/loop.c \
-	agent/worker.c agent/state.c agent/table_watch.c agent/status.c agent/hooks.c
-wrapd_LDADD = $(WRAPD_LIBS)
+	agent/worker.c agent/state.c agent/table_watch.c agent/status.c agent/hooks.c \
+	agent/notify.h agent/notify.c agent/metrics.h agent/metrics.c agent/httpd.h agent/httpd.c
+wrapd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
+wrapd_LDADD = $(WRAPD_LIBS) $(MHD_LIBS) -lm
 EXTRA_DIST += systemd/wrapd.service daemonset/wrapd.yaml
 # Real-kernel suite (dm-crypt, the Vault double): run by
 # tests/vm/run-kernel-tests, not by make check.
@@ -19,3 +21,20 @@ dist_noinst_SCRIPTS += tests/agent/host_agent.sh
 # Kubernetes mode: the config keys and --check-config (no server).
 TESTS += tests/agent/host_kube_config.sh
 dist_noinst_SCRIPTS += tests/agent/host_kube_config.sh
+
+# The notify protocol against listeners of the test's own; the metrics
+# registry and its text format. The sources are the agent's (not in libwrapd).
+check_PROGRAMS += tests/agent/unit_notify tests/agent/unit_metrics
+TESTS += tests/agent/unit_notify tests/agent/unit_metrics
+tests_agent_unit_notify_SOURCES = tests/agent/unit_notify.c agent/notify.c agent/notify.h
+tests_agent_unit_notify_CFLAGS = $(UNIT_CFLAGS)
+tests_agent_unit_notify_LDADD = $(UNIT_LIBS)
+tests_agent_unit_metrics_SOURCES = tests/agent/unit_metrics.c agent/metrics.c agent/metrics.h
+tests_agent_unit_metrics_CFLAGS = $(UNIT_CFLAGS)
+tests_agent_unit_metrics_LDADD = $(UNIT_LIBS) -lm
+
+# The HTTP endpoint (metrics_listen) against the Vault double, parsed with
+# python3-prometheus-client.
+TESTS += tests/agent/host_agent_metrics.sh
+dist_noinst_SCRIPTS += tests/agent/host_agent_metrics.sh
+EXTRA_DIST += tests/agent/metricsq.py

@@ -75,6 +75,7 @@ void agent_reload(struct agent *a)
 	struct vault_config *v = calloc(1, sizeof(*v));
 	struct werr e;
 	werr_clear(&e);
+	hooks_reloading(a);
 	int r = v ? load_settings(a->opts, &c, v, &e) : -ENOMEM;
 	if (r < 0) {
 		free(v);
@@ -112,6 +113,7 @@ void agent_reload(struct agent *a)
 	if (agent_table_reload(a) == 0)
 		agent_retry_failed(a);
 	agent_kick(a);
+	hooks_reloaded(a);
 }
 
 static int parse_args(int argc, char **argv, struct agent_opts *o)
@@ -214,7 +216,8 @@ int main(int argc, char **argv)
 	if ((r = agent_loop_init(&a, &err)) < 0 ||
 	    (r = worker_start(&a.w, vcfg, &log, &err)) < 0 ||
 	    (r = table_watch_init(&a, &err)) < 0 ||
-	    (r = status_listen(a.cfg.status_socket, &a.statusfd, &err)) < 0) {
+	    (r = status_listen(a.cfg.status_socket, &a.statusfd, &err)) < 0 ||
+	    (r = hooks_init(&a, &err)) < 0) {
 		alog(&log, WLOG_ERROR, NULL, NULL, "start", "%s", werr_str(&err, r));
 		goto out;
 	}
@@ -245,6 +248,7 @@ out:
 		_exit(rc);
 	}
 	alog(&log, WLOG_INFO, NULL, NULL, "stopped", "every mapping is left as it is");
+	hooks_fini(&a);
 	table_watch_fini(&a);
 	agent_free_vols(&a);
 	agent_config_free(&a.cfg);

@@ -629,6 +629,16 @@ bool agent_ready(const struct agent *a, char *why, size_t n)
 		}
 		return false;
 	}
+	/* A retry in flight (back-off after Vault failed) is not open either. */
+	size_t o = count_state(a, VS_OPENING);
+	if (o) {
+		if (a->vault_known && !a->vault_ok)
+			snprintf(why, n, "%zu volume(s) wait for Vault (retrying): %s", o,
+				 a->vault_error[0] ? a->vault_error : "(no answer yet)");
+		else
+			snprintf(why, n, "%zu volume(s) opening", o);
+		return false;
+	}
 	why[0] = '\0';
 	return true;
 }

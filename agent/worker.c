@@ -31,6 +31,8 @@ struct worker {
 	/* thread-owned */
 	struct vault_config *own;      /* the settings in use (owned) */
 	struct vault_client *vc;
+	vault_observer_fn observe;     /* given to every client made (metrics) */
+	void *observe_arg;
 };
 
 uint64_t agent_now_ms(void)
@@ -66,7 +68,10 @@ static int ensure_client(struct worker *w, struct werr *err)
 {
 	if (w->vc)
 		return 0;
-	return vault_client_new(w->own, &w->log->wlog, &w->vc, err);
+	int r = vault_client_new(w->own, &w->log->wlog, &w->vc, err);
+	if (r == 0 && w->observe)
+		vault_client_set_observer(w->vc, w->observe, w->observe_arg);
+	return r;
 }
 
 /* ---- jobs ------------------------------------------------------------------- */
@@ -332,6 +337,15 @@ int worker_start(struct worker **out, struct vault_config *vcfg, struct alog *lo
 }
 
 int worker_fd(const struct worker *w) { return w->efd; }
+
+void worker_set_observer(struct worker *w, vault_observer_fn fn, void *arg)
+{
+	/* Before the first job: the thread reads these only while running one. */
+	pthread_mutex_lock(&w->mu);
+	w->observe = fn;
+	w->observe_arg = arg;
+	pthread_mutex_unlock(&w->mu);
+}
 
 void worker_submit(struct worker *w, struct job *j)
 {

@@ -65,6 +65,8 @@ volume_table = $W/volumes
 status_socket = $SOCK
 log_format = text
 agent_retry_max = 5m
+# metrics on (the idle check counts its fd too), on a port of its own
+metrics_listen = 127.0.0.1:0
 CONF
 chmod 600 "$W/wrapd.conf"
 for i in 1 2 3 4; do
