@@ -35,6 +35,22 @@ tests_volume_unit_erase_plan_CFLAGS = $(UNIT_CFLAGS)
 tests_volume_unit_erase_plan_LDADD = $(UNIT_LIBS)
 dist_noinst_SCRIPTS += tests/volume/host_erase_converting.sh
 
+# libFuzzer target for the volume table parser, built like
+# tests/fuzz/fuzz_luks2 (format/local.mk); `tests/fuzz/run-fuzz SECONDS
+# tests/fuzz/fuzz_volume_table`.
+if HAVE_FUZZ_CC
+FUZZ_VOLUME_TABLE_SRCS = $(srcdir)/tests/fuzz/fuzz_volume_table.c $(srcdir)/volume/table.c \
+	$(srcdir)/common/config.c $(srcdir)/dm/table.c $(FUZZ_FORMAT_SRCS)
+tests/fuzz/fuzz_volume_table$(EXEEXT): $(FUZZ_VOLUME_TABLE_SRCS) $(srcdir)/volume/volume.h
+	@$(MKDIR_P) tests/fuzz
+	$(AM_V_CC)$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -I$(top_srcdir) \
+		-I$(top_builddir) -include config.h $(JANSSON_CFLAGS) $(CRYPTO_CFLAGS) \
+		-o $@ $(FUZZ_VOLUME_TABLE_SRCS) $(JANSSON_LIBS) $(CRYPTO_LIBS)
+CLEANFILES += tests/fuzz/fuzz_volume_table$(EXEEXT)
+check_SCRIPTS += tests/fuzz/fuzz_volume_table$(EXEEXT)
+endif
+EXTRA_DIST += tests/fuzz/fuzz_volume_table.c
+
 # wrapctl's Vault overrides, applied in one place (volume_vault_config).
 TESTS += tests/volume/host_vault_overrides.sh
 dist_noinst_SCRIPTS += tests/volume/host_vault_overrides.sh
