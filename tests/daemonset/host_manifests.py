@@ -479,6 +479,44 @@ class Kubectl(unittest.TestCase):
         pv = json.loads(self.kubectl("get", "pv", "wrapd-node-a-data0", "-o", "json").stdout)
         self.assertEqual(pv["status"]["phase"], "Released")     # wrapd's to erase, not Failed
 
+    def test_apply(self):
+        # the README's install command, twice (idempotent), then an edited manifest
+        # (client-side apply: a strategic-merge patch of the changed DaemonSet)
+        tmp = tempfile.mkdtemp(dir=self.tmp)
+        port_file = os.path.join(tmp, "port")
+        proc = subprocess.Popen([PY, os.path.join(SRC, "tests", "kube-double", "kube-double"),
+                                 "--port-file", port_file], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        url = self.url
+        try:
+            for _ in range(600):
+                if os.path.exists(port_file) or proc.poll() is not None:
+                    break
+                subprocess.run(["sleep", "0.1"])
+            self.url = "http://127.0.0.1:%d" % int(open(port_file).read())
+            first = self.kubectl("apply", "--validate=false", "-f", MANIFEST).stdout
+            self.assertEqual([x.rsplit(" ", 1)[1] for x in first.splitlines()],
+                             ["created"] * 7)
+            again = self.kubectl("apply", "--validate=false", "-f", MANIFEST).stdout
+            self.assertEqual([x.rsplit(" ", 1)[1] for x in again.splitlines()],
+                             ["unchanged"] * 7)
+            with open(MANIFEST) as f:
+                text = f.read()
+            self.assertIn("memory: 256Mi", text)
+            edited = os.path.join(tmp, "wrapd.yaml")
+            with open(edited, "w") as f:
+                f.write(text.replace("memory: 256Mi", "memory: 300Mi"))
+            out = self.kubectl("apply", "--validate=false", "-f", edited).stdout
+            self.assertIn("daemonset.apps/wrapd configured", out)
+            ds = json.loads(self.kubectl("get", "-n", "wrapd", "daemonset", "wrapd", "-o",
+                                         "json").stdout)
+            self.assertEqual(ds["spec"]["template"]["spec"]["containers"][0]["resources"][
+                "limits"]["memory"], "300Mi")
+        finally:
+            self.url = url
+            proc.terminate()
+            proc.wait(10)
+
     def test_broken_manifest_is_refused(self):
         # the double's DaemonSet validation is live: a selector that misses the labels fails
         docs = load(MANIFEST)

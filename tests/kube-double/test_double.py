@@ -1028,6 +1028,14 @@ echo "pid $kube_double_pid log $kube_double_log"
 kube_double_stop
 kill -0 "$kube_double_pid" 2>/dev/null && exit 1
 echo stopped
+# the DaemonSet's ClusterRole as the token's rights
+kube_double_rbac_rules "$2" "$3/rbac.json" || exit 1
+kube_double_start "$2" "$3" kd2 --rbac-rules "$3/rbac.json" || exit 1
+tok=$(cat "$kube_double_token_file")
+for p in /api/v1/persistentvolumes /api/v1/nodes/n1 /api/v1/nodes; do
+	curl -sS -o /dev/null -w "$p %{http_code}\n" -H "Authorization: Bearer $tok" "$kube_double_url$p"
+done
+kube_double_stop
 '''
         p = subprocess.run(["sh", "-c", script, "sh", HELPER, SRCDIR, tmp],
                            capture_output=True, text=True, timeout=120,
@@ -1035,7 +1043,10 @@ echo stopped
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         lines = p.stdout.splitlines()
         self.assertEqual(lines[:2], ["200", "401"])
-        self.assertEqual(lines[-1], "stopped")
+        self.assertEqual(lines[-4], "stopped")
+        # the ClusterRole grants PVs list and nodes get, not nodes list
+        self.assertEqual(lines[-3:], ["/api/v1/persistentvolumes 200", "/api/v1/nodes/n1 404",
+                                      "/api/v1/nodes 403"])
         log = [json.loads(x) for x in open(os.path.join(tmp, "kd.log"))]
         self.assertEqual([e["code"] for e in log], [200, 401])
 

@@ -23,6 +23,12 @@
 #   Calls the control API of the double started last (/_double/PATH), prints
 #   the JSON answer; returns 1 on a non-200. With --tls-cert, set
 #   kube_double_ca to the CA file first. Uses curl.
+# kube_double_rbac_rules SRCDIR OUT
+#   Writes the rules of daemonset/wrapd.yaml's ClusterRole to OUT as JSON, for
+#   kube_double_start ... --rbac-rules OUT: the token may then do exactly what
+#   the DaemonSet's service account may (403 Forbidden otherwise), so a test
+#   of the agent fails when it uses a verb the manifest does not grant.
+#   Needs python3-yaml.
 # kube_double_stop
 #   Stops (and reaps) every double this shell started.
 
@@ -70,6 +76,16 @@ kube_double_ctl() {
 		-w '\n%{http_code}' "$kube_double_url/_double/$2") || return 1
 	printf '%s\n' "$_kd_out" | sed '$d'
 	[ "$(printf '%s\n' "$_kd_out" | tail -n 1)" = 200 ]
+}
+
+kube_double_rbac_rules() {
+	"${WRAPD_PYTHON:-/usr/bin/python3}" - "$1/daemonset/wrapd.yaml" "$2" <<'EOF'
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+(role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+with open(sys.argv[2], "w") as f:
+    json.dump(role["rules"], f)
+EOF
 }
 
 kube_double_stop() {
