@@ -745,6 +745,41 @@ class TestWatch(Base):
             d.stop()
 
 
+class TestTable(Base):
+    ACCEPT = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+
+    def test_table(self):
+        name = uniq("tb")
+        D.ok("POST", PV, pv_body(name, labels={"t": name}))
+        t = D.ok("GET", PV + "?labelSelector=t%3D" + name, headers=self.ACCEPT)
+        self.assertEqual((t["kind"], t["apiVersion"]), ("Table", "meta.k8s.io/v1"))
+        cols = [c["name"] for c in t["columnDefinitions"]]
+        self.assertEqual(cols[:6], ["Name", "Capacity", "Access Modes", "Reclaim Policy",
+                                    "Status", "Claim"])
+        (row,) = t["rows"]
+        self.assertEqual(row["cells"][:6], [name, "5Gi", "RWO", "Delete", "Available", ""])
+        self.assertEqual(row["object"]["kind"], "PartialObjectMetadata")
+        self.assertEqual(row["object"]["metadata"]["name"], name)
+        t = D.ok("GET", PV + "/" + name + "?includeObject=Object", headers=self.ACCEPT)
+        self.assertEqual(t["rows"][0]["object"]["spec"]["capacity"]["storage"], "5Gi")
+        # plain JSON unless the Table is asked for
+        self.assertEqual(D.ok("GET", PV + "/" + name)["kind"], "PersistentVolume")
+        # a watch of Tables: columns in the first event only
+        rv = t["metadata"]["resourceVersion"]
+        w = D.conn()
+        w.request("GET", PV + "?watch=1&timeoutSeconds=1&labelSelector=t%3D" + name,
+                  headers=dict(self.ACCEPT, Authorization="Bearer " + D.token))
+        r = w.getresponse()
+        D.ok("PATCH", PV + "/" + name, {"metadata": {"labels": {"x": "1"}}},
+             ctype="application/merge-patch+json")
+        evs = [json.loads(x) for x in r.read().splitlines() if x.strip()]
+        w.close()
+        self.assertEqual([e["type"] for e in evs], ["ADDED", "MODIFIED"])
+        self.assertIn("columnDefinitions", evs[0]["object"])
+        self.assertNotIn("columnDefinitions", evs[1]["object"])
+        self.assertGreater(int(evs[1]["object"]["metadata"]["resourceVersion"]), int(rv))
+
+
 class TestFaultsAndLog(Base):
     def test_faults(self):
         D.ctl("POST", "fault", {"status": 429, "count": 2, "path": PV, "retry_after": 1})
@@ -1173,6 +1208,15 @@ class TestKubectl(Base):
                                      d=d).stdout)
         self.assertEqual((js["status"]["phase"], js["spec"]["volumeName"]),
                          ("Bound", "seed-pv"))
+        # the human output: the server's Table, as kubectl prints it
+        lines = self.kubectl("get", "pvc", d=d).stdout.splitlines()
+        self.assertEqual(lines[0].split()[:4], ["NAME", "STATUS", "VOLUME", "CAPACITY"])
+        self.assertEqual(lines[1].split()[:4], ["my-encrypted-volume-claim", "Bound", "seed-pv",
+                                                "4Gi"])
+        row = [x for x in self.kubectl("get", "pv", d=d).stdout.splitlines()
+               if x.startswith("seed-pv ")][0].split()
+        self.assertEqual(row[1:6], ["4Gi", "RWO", "Delete", "Bound",
+                                    "default/my-encrypted-volume-claim"])
         self.kubectl("delete", "-f", seed, d=d)
         pv = d.ok("GET", PV + "/seed-pv")
         self.assertEqual(pv["status"]["phase"], "Released")
