@@ -379,32 +379,14 @@ static int run_status(struct wrapctl_ctx *ctx, int argc, char **argv)
 	if (r < 0)
 		return cli_fail(ctx, "%s", werr_str(&err, r));
 	if (json) {
-		json_t *arr = json_array();
-		for (size_t i = 0; i < n; i++) {
-			const struct volume_status *s = &st[i];
-			json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:b, s:b, s:i, s:s}",
-					      "name", s->name, "dm_uuid", s->dm_uuid, "uuid", s->luks_uuid,
-					      "backing", s->backing, "backing_file", s->backing_file,
-					      "cipher", s->cipher, "flags", s->flags,
-					      "size", (json_int_t)s->size_bytes,
-					      "offset_sectors", (json_int_t)s->offset_sectors,
-					      "sector_size", (int)s->sector_size, "read_only", s->read_only,
-					      "suspended", s->suspended, "open_count", s->open_count,
-					      "holders", s->holders);
-			if (o) {
-				json_object_set_new(o, "key_version",
-						    s->key_version >= 0 ? json_integer(s->key_version) : json_null());
-				if (s->header_note[0])
-					json_object_set_new(o, "header_note", json_string(s->header_note));
-				json_array_append_new(arr, o);
-			}
-		}
-		char *txt = json_dumps(arr, JSON_INDENT(2));
+		json_t *arr = volume_status_json(st, n);
+		char *txt = arr ? json_dumps(arr, JSON_INDENT(2)) : NULL;
 		json_decref(arr);
-		if (txt)
-			printf("%s\n", txt);
-		free(txt);
 		free(st);
+		if (!txt)
+			return cli_fail(ctx, "status: out of memory");
+		printf("%s\n", txt);
+		free(txt);
 		return 0;
 	}
 	if (n == 0)

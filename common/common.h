@@ -148,6 +148,10 @@ void wlog_always(const struct wlog *log, enum wlog_level lvl, const char *fmt, .
  * header cannot steer a request to another Vault path ("../../sys/seal").
  */
 bool vault_valid_path_part(const char *s, bool allow_slash);
+/* Copies src (may be NULL) into dst, each byte outside printable ASCII
+ * replaced by '?', truncated to cap - 1; for strings from headers, Vault or
+ * the Kubernetes API on their way to a terminal or a log. */
+void str_printable(char *dst, size_t cap, const char *src);
 
 /* Byte order of on-disk integers (unaligned; any host byte order). */
 static inline uint16_t be16_load(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }

@@ -1,6 +1,7 @@
 /*
  * Names that end up in a Vault API path. They come from the config file and
- * from (hostile) headers, so both use this one check.
+ * from (hostile) headers, so both use this one check. And the one way a
+ * hostile string is made fit for a terminal or a JSON document.
  */
 #include "common/common.h"
 
@@ -32,4 +33,13 @@ bool vault_valid_path_part(const char *s, bool allow_slash)
 			p++;
 	}
 	return true;
+}
+
+void str_printable(char *dst, size_t cap, const char *src)
+{
+	size_t n = 0;
+	for (; src && *src && n + 1 < cap; src++)
+		dst[n++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+	if (cap)
+		dst[n] = '\0';
 }

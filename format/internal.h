@@ -40,7 +40,6 @@ int luks2_json_validate(json_t *root, uint64_t hdr_size, struct luks2_hdr *facts
 
 /* A header string for a message: at most cap-1 bytes, anything outside
  * printable ASCII shown as '?'. */
-void luks2_printable(char *dst, size_t cap, const char *src);
 /* The Vault path fields of a wrapd-vault token, or of the new_token a
  * rekey keeps in its conversion state (JSON object; id and label for
  * messages): vault_mount and vault_key, when they are non-empty strings,

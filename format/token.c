@@ -65,7 +65,7 @@ int wrapd_token_check_paths(json_t *tok, unsigned id, const char *label, char *w
 		if (!s || !*s || vault_valid_path_part(s, f[i].slash))
 			continue;
 		char shown[48];
-		luks2_printable(shown, sizeof(shown), s);
+		str_printable(shown, sizeof(shown), s);
 		snprintf(why, whylen,
 			 "token %u (%s): %s \"%s\" is not a %s (letters, digits, '-', '_', '.'%s; no '.' or '..')",
 			 id, label, f[i].field, shown, f[i].what, f[i].slash ? ", inner '/'" : "");

@@ -176,15 +176,6 @@ static int b64_len(const char *s, size_t *n)
 	return b64_decode(s, strlen(s), tmp, sizeof(tmp), n);
 }
 
-void luks2_printable(char *dst, size_t cap, const char *src)
-{
-	size_t n = 0;
-	for (; src && *src && n + 1 < cap; src++)
-		dst[n++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
-	if (cap)
-		dst[n] = '\0';
-}
-
 struct ival {
 	uint64_t off, len; /* len 0 = dynamic (segments) */
 	unsigned id;
@@ -623,7 +614,7 @@ static int validate_wrapd_cipher(struct vstate *v)
 			continue;
 		const char *enc = json_string_value(json_object_get(val, "encryption"));
 		char shown[48];
-		luks2_printable(shown, sizeof(shown), enc);
+		str_printable(shown, sizeof(shown), enc);
 		if (strcmp(enc, WRAPD_CIPHER))
 			return VWHY("segment %u: cipher \"%s\" is not allowed in a wrapd volume (only %s with a %d-bit key)",
 				    id, shown, WRAPD_CIPHER, WRAPD_VK_BYTES * 8);

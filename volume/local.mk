@@ -2,10 +2,16 @@
 # the host volume table.
 libwrapd_a_SOURCES += volume/volume.h volume/internal.h volume/table.c volume/loop.c \
 	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/erase_plan.c volume/doctor.c \
-	volume/vaultcfg.c volume/format.c volume/keys.c volume/convert.c volume/header.c
+	volume/vaultcfg.c volume/format.c volume/keys.c volume/convert.c volume/header.c \
+	volume/inspect.c volume/status_json.c
 
 check_PROGRAMS += tests/volume/unit_volume_table tests/volume/host_volume_loop
 TESTS += tests/volume/unit_volume_table tests/volume/host_volume_loop
+check_PROGRAMS += tests/volume/unit_volume_docs
+TESTS += tests/volume/unit_volume_docs
+tests_volume_unit_volume_docs_SOURCES = tests/volume/unit_volume_docs.c
+tests_volume_unit_volume_docs_CFLAGS = $(UNIT_CFLAGS)
+tests_volume_unit_volume_docs_LDADD = $(UNIT_LIBS)
 tests_volume_unit_volume_table_SOURCES = tests/volume/unit_volume_table.c
 tests_volume_unit_volume_table_CFLAGS = $(UNIT_CFLAGS)
 tests_volume_unit_volume_table_LDADD = $(UNIT_LIBS)

@@ -7,7 +7,7 @@
  * key unlinked -> VK wiped; every failure path leaves no mapping, no loop
  * device we created and no key), batched open of many volumes with one Vault
  * decrypt per Transit key, close, status (from dm and the headers, without
- * Vault), rewrap, crypto-erase, doctor; loop devices for volumes in regular
+ * Vault) and the status/inspect JSON documents, rewrap, crypto-erase, doctor; loop devices for volumes in regular
  * files; the host volume table (/etc/wrapd/volumes).
  *
  * It orchestrates format/ (headers), vault/ (Transit), keyring/ and dm/; it
@@ -17,6 +17,7 @@
 #define WRAPD_VOLUME_H
 
 #include <dirent.h>
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "common/common.h"
@@ -25,6 +26,7 @@
 
 struct vault_client;
 struct vault_config;
+struct luks2_hdr;
 
 #define VOLUME_TABLE_DEFAULT "/etc/wrapd/volumes"
 #define VOLUME_NAME_MAX 127          /* dm names are < 128 bytes */
@@ -163,6 +165,20 @@ struct volume_status {
  * (-ENOENT when it is not a mapping). No Vault needed. */
 int volume_status_list(const struct volume_ctx *ctx, const char *name,
 		       struct volume_status **out, size_t *n, struct werr *err);
+/* The status documents (`wrapctl status --json`'s kernel view): one object
+ * per mapping, and the array of them. NULL when out of memory. */
+json_t *volume_status_entry_json(const struct volume_status *s);
+json_t *volume_status_json(const struct volume_status *st, size_t n);
+
+/* The inspect document (`wrapctl inspect --json`, a contract for scripts):
+ * the header's fields, segments, keyslots, tokens, digests, the wrapd token
+ * and conversion state, and whether it can be opened/written, with every
+ * header string reduced to printable ASCII. On a header that cannot be read,
+ * returns the negative errno with err set AND *doc set to
+ * {"device", "valid": false, "error", "copies"?}; the caller owns *doc. */
+int volume_inspect(const struct volume_ctx *ctx, const char *dev, json_t **doc, struct werr *err);
+/* The same document for a header already read. */
+json_t *volume_inspect_header(const char *dev, const struct luks2_hdr *h);
 
 /* Rewraps the VK of each device under the Transit key's latest version
  * (one batched request per key) and writes the token. Safe while open.
