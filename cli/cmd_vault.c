@@ -1,8 +1,9 @@
 /*
  * wrapctl vault status: what a node sees of Vault, for debugging. The
- * server's health, who we are authenticated as, and the Transit key.
- * Exit status 0 only when Vault is usable for wrapd: unsealed, the token
- * works, and the key exists and is derived.
+ * server's health, who we are authenticated as, and the Transit key, from
+ * vault_status_check(); this file prints it. Exit status 0 only when Vault is
+ * usable for wrapd: unsealed, the token works, and the key exists and is
+ * derived.
  */
 #include "cli/cli.h"
 
@@ -38,106 +39,80 @@ static void fmt_ttl(long long ttl, char *buf, size_t n)
 		snprintf(buf, n, "%llds", s);
 }
 
+static void print_server(const struct vault_status *st)
+{
+	const struct vault_health *h = &st->health;
+	printf("server:\n");
+	if (st->health_rc < 0) {
+		printf("  error: %s\n", werr_str(&st->health_err, st->health_rc));
+		return;
+	}
+	printf("  initialized: %s\n", yesno(h->initialized));
+	printf("  sealed: %s\n", yesno(h->sealed));
+	printf("  standby: %s%s\n", yesno(h->standby), h->performance_standby ? " (performance standby)" : "");
+	printf("  version: %s\n", h->version);
+	if (h->cluster_name[0])
+		printf("  cluster: %s\n", h->cluster_name);
+}
+
+static void print_token(const struct vault_status *st)
+{
+	const struct vault_token_info *ti = &st->token;
+	printf("token:\n");
+	if (st->token_rc < 0) {
+		printf("  error: %s\n", st->token_rc == -ECANCELED ? "not checked" : werr_str(&st->token_err, st->token_rc));
+		return;
+	}
+	char ttl[64];
+	fmt_ttl(ti->ttl, ttl, sizeof(ttl));
+	printf("  auth method: %s\n", ti->auth_method);
+	printf("  display name: %s\n", ti->display_name);
+	printf("  policies: %s\n", ti->policies);
+	printf("  ttl: %s%s\n", ttl, ti->ttl > 0 && ti->renewable ? " (renewable)" : "");
+}
+
+static void print_key(const struct vault_status *st, const struct vault_config *cfg)
+{
+	const struct vault_key_info *ki = &st->key;
+	printf("transit key:\n");
+	printf("  key: %s/keys/%s\n", cfg->mount, cfg->key);
+	if (st->key_rc < 0) {
+		printf("  error: %s\n", st->key_rc == -ECANCELED ? "not checked" : werr_str(&st->key_err, st->key_rc));
+	} else if (!ki->exists) {
+		printf("  exists: NO (create it: vault write -f %s/keys/%s derived=true)\n", cfg->mount, cfg->key);
+	} else {
+		printf("  exists: yes\n");
+		printf("  derived: %s\n", ki->derived ? "yes" : "NO (wrapd refuses it: a context binds nothing)");
+		printf("  type: %s\n", ki->type);
+		printf("  latest version: %u\n", ki->latest_version);
+		printf("  min decryption version: %u\n", ki->min_decryption_version);
+	}
+}
+
 static int status(struct wrapctl_ctx *ctx, bool json)
 {
 	struct vault_config cfg;
 	struct vault_client *vc;
 	if (cli_vault_connect(ctx, &cfg, &vc))
 		return 1;
-	struct werr herr = {0}, terr = {0}, kerr = {0};
-	struct vault_health h;
-	struct vault_token_info ti;
-	struct vault_key_info ki;
-	int hrc = vault_health(vc, &h, &herr);
-	int trc = hrc < 0 ? hrc : vault_token_lookup(vc, &ti, &terr);
-	int krc = trc < 0 ? trc : vault_key_info(vc, &ki, &kerr);
-	bool ok = hrc >= 0 && !h.sealed && h.initialized && trc >= 0 && krc >= 0 && ki.exists &&
-		  ki.derived;
-
+	struct vault_status st;
+	vault_status_check(vc, &st);
 	if (json) {
-		json_t *o = json_object(), *errs = json_array();
-		json_object_set_new(o, "addr", json_string(cfg.addr));
-		if (hrc >= 0)
-			json_object_set_new(o, "server",
-					    json_pack("{s:I,s:b,s:b,s:b,s:b,s:s,s:s}", "status",
-						      (json_int_t)h.status, "initialized", h.initialized,
-						      "sealed", h.sealed, "standby", h.standby,
-						      "performance_standby", h.performance_standby,
-						      "version", h.version, "cluster_name", h.cluster_name));
-		else
-			json_array_append_new(errs, json_string(werr_str(&herr, hrc)));
-		if (trc >= 0) {
-			json_t *pol = json_array();
-			char tmp[sizeof(ti.policies)];
-			snprintf(tmp, sizeof(tmp), "%s", ti.policies);
-			for (char *save = NULL, *p = strtok_r(tmp, ",", &save); p; p = strtok_r(NULL, ",", &save))
-				json_array_append_new(pol, json_string(p));
-			json_object_set_new(o, "token",
-					    json_pack("{s:s,s:s,s:o,s:I,s:b}", "auth_method", ti.auth_method,
-						      "display_name", ti.display_name, "policies", pol,
-						      "ttl", (json_int_t)ti.ttl, "renewable", ti.renewable));
-		} else if (hrc >= 0) {
-			json_array_append_new(errs, json_string(werr_str(&terr, trc)));
-		}
-		if (krc >= 0)
-			json_object_set_new(o, "key",
-					    json_pack("{s:s,s:s,s:b,s:b,s:s,s:I,s:I}", "mount", cfg.mount,
-						      "name", cfg.key, "exists", ki.exists, "derived",
-						      ki.derived, "type", ki.type, "latest_version",
-						      (json_int_t)ki.latest_version, "min_decryption_version",
-						      (json_int_t)ki.min_decryption_version));
-		else if (trc >= 0)
-			json_array_append_new(errs, json_string(werr_str(&kerr, krc)));
-		json_object_set_new(o, "ok", json_boolean(ok));
-		json_object_set_new(o, "errors", errs);
-		char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+		json_t *o = vault_status_json(&st, &cfg);
+		char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
 		if (s)
 			puts(s);
 		free(s);
 		json_decref(o);
 	} else {
 		printf("Vault %s\n", cfg.addr);
-		printf("server:\n");
-		if (hrc < 0) {
-			printf("  error: %s\n", werr_str(&herr, hrc));
-		} else {
-			printf("  initialized: %s\n", yesno(h.initialized));
-			printf("  sealed: %s\n", yesno(h.sealed));
-			printf("  standby: %s%s\n", yesno(h.standby),
-			       h.performance_standby ? " (performance standby)" : "");
-			printf("  version: %s\n", h.version);
-			if (h.cluster_name[0])
-				printf("  cluster: %s\n", h.cluster_name);
-		}
-		printf("token:\n");
-		if (trc < 0) {
-			printf("  error: %s\n", hrc < 0 ? "not checked" : werr_str(&terr, trc));
-		} else {
-			char ttl[64];
-			fmt_ttl(ti.ttl, ttl, sizeof(ttl));
-			printf("  auth method: %s\n", ti.auth_method);
-			printf("  display name: %s\n", ti.display_name);
-			printf("  policies: %s\n", ti.policies);
-			printf("  ttl: %s%s\n", ttl, ti.ttl > 0 && ti.renewable ? " (renewable)" : "");
-		}
-		printf("transit key:\n");
-		printf("  key: %s/keys/%s\n", cfg.mount, cfg.key);
-		if (krc < 0) {
-			printf("  error: %s\n", trc < 0 ? "not checked" : werr_str(&kerr, krc));
-		} else if (!ki.exists) {
-			printf("  exists: NO (create it: vault write -f %s/keys/%s derived=true)\n",
-			       cfg.mount, cfg.key);
-		} else {
-			printf("  exists: yes\n");
-			printf("  derived: %s\n", ki.derived ? "yes" : "NO (wrapd refuses it: a context binds nothing)");
-			printf("  type: %s\n", ki.type);
-			printf("  latest version: %u\n", ki.latest_version);
-			printf("  min decryption version: %u\n", ki.min_decryption_version);
-		}
+		print_server(&st);
+		print_token(&st);
+		print_key(&st, &cfg);
 	}
 	vault_client_free(vc);
 	vault_config_free(&cfg);
-	return ok ? 0 : 1;
+	return st.ok ? 0 : 1;
 }
 
 static int run(struct wrapctl_ctx *ctx, int argc, char **argv)

@@ -1,6 +1,6 @@
 # vault module build rules (owned by the vault module).
 libwrapd_a_SOURCES += vault/vault.h vault/vault_int.h vault/config.c vault/http.c \
-	vault/extract.c vault/auth.c vault/transit.c
+	vault/extract.c vault/auth.c vault/transit.c vault/status.c
 EXTRA_DIST += vault/README.md
 
 # Pure parts: config parsing, error formatting, retry decisions, secret extraction.

@@ -15,6 +15,7 @@
 
 #include "common/common.h"
 #include "common/config.h"
+#include <jansson.h>
 
 #define VAULT_DEFAULT_MOUNT "transit"
 #define VAULT_DEFAULT_KEY "wrapd"
@@ -180,5 +181,26 @@ void vault_client_set_observer(struct vault_client *vc, vault_observer_fn fn, vo
 void vault_client_observer_copy(struct vault_client *dst, const struct vault_client *src);
 /* The operation name the observer gets for a request path (without /v1/). */
 const char *vault_request_op(const struct vault_client *vc, const char *path);
+
+/*
+ * What a node sees of Vault, for `wrapctl vault status` and the agent: the
+ * server's health, then the token (lookup-self), then the Transit key; each
+ * step is tried only when the one before worked, and keeps its own error.
+ * Returns 0 when Vault is usable for wrapd (initialized, unsealed, the token
+ * works, the key exists and is derived), else a negative errno (the first
+ * failing step's, or -EPERM for a missing or non-derived key).
+ */
+struct vault_status {
+	int health_rc, token_rc, key_rc;   /* 0, or why that step failed; -ECANCELED = not tried */
+	struct werr health_err, token_err, key_err;
+	struct vault_health health;
+	struct vault_token_info token;
+	struct vault_key_info key;
+	bool ok;
+};
+int vault_status_check(struct vault_client *vc, struct vault_status *st);
+/* The document of `wrapctl vault status --json`: {"addr", "server"?,
+ * "token"?, "key"?, "ok", "errors": [...]} (a contract for scripts). */
+json_t *vault_status_json(const struct vault_status *st, const struct vault_config *cfg);
 
 #endif
