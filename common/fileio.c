@@ -7,11 +7,12 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
-int read_full_at(int fd, void *buf, size_t n, off_t off)
+/* pread/pwrite until n bytes moved: a short transfer is retried, EOF is -EIO. */
+static int io_full_at(int fd, void *buf, size_t n, off_t off, bool write)
 {
 	uint8_t *p = buf;
 	while (n) {
-		ssize_t r = pread(fd, p, n, off);
+		ssize_t r = write ? pwrite(fd, p, n, off) : pread(fd, p, n, off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -24,6 +25,17 @@ int read_full_at(int fd, void *buf, size_t n, off_t off)
 		off += r;
 	}
 	return 0;
+}
+
+int read_full_at(int fd, void *buf, size_t n, off_t off)
+{
+	return io_full_at(fd, buf, n, off, false);
+}
+
+int write_full_at(int fd, const void *buf, size_t n, off_t off)
+{
+	/* pwrite does not write through the pointer; the cast only shares the loop. */
+	return io_full_at(fd, (void *)buf, n, off, true);
 }
 
 /* The first line of a small file (sysfs), without the newline. */
@@ -37,25 +49,6 @@ int read_first_line(const char *path, char *buf, size_t n)
 		return -errno;
 	buf[r] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
-int write_full_at(int fd, const void *buf, size_t n, off_t off)
-{
-	const uint8_t *p = buf;
-	while (n) {
-		ssize_t r = pwrite(fd, p, n, off);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (r == 0)
-			return -EIO;
-		p += r;
-		n -= (size_t)r;
-		off += r;
-	}
 	return 0;
 }
 

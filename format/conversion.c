@@ -32,22 +32,11 @@ int luks2_conversion_set(struct luks2_hdr *hdr, const json_t *state, struct werr
 	json_t *root = json_deep_copy(hdr->json);
 	if (!root)
 		return werr_set(err, -ENOMEM, "out of memory");
-	json_t *tokens = json_object_get(root, "tokens");
-	unsigned id = 0;
-	int count;
-	json_t *copy = json_deep_copy(state);
-	if (luks2_token_find(tokens, WRAPD_CONVERSION_TOKEN_TYPE, &id, &count) == 0) {
-		json_object_set_new(luks2_obj_get_id(tokens, id), "state", copy);
-	} else {
-		int fid = luks2_obj_free_id(tokens, LUKS2_MAX_TOKENS);
-		if (fid < 0) {
-			json_decref(copy);
-			json_decref(root);
-			return werr_set(err, -ENOSPC, "all 32 token ids are in use");
-		}
-		luks2_obj_set_id(tokens, (unsigned)fid,
-				 json_pack("{s:s, s:[], s:o}", "type", WRAPD_CONVERSION_TOKEN_TYPE,
-					   "keyslots", "state", copy));
+	json_t *tok = luks2_token_find_or_add(json_object_get(root, "tokens"),
+					       WRAPD_CONVERSION_TOKEN_TYPE, err);
+	if (!tok || json_object_set_new(tok, "state", json_deep_copy(state)) < 0) {
+		json_decref(root);
+		return tok ? werr_set(err, -ENOMEM, "out of memory") : err->rc;
 	}
 	return luks2_hdr_replace_json(hdr, root, err);
 }

@@ -63,6 +63,9 @@ json_t *luks2_digest_make(const struct secbuf *vk, uint32_t iterations, struct w
 int luks2_first_crypt_segment(const struct luks2_hdr *hdr);
 /* The first token of `type` (its id) and how many there are; -ENOENT if none. */
 int luks2_token_find(json_t *tokens, const char *type, unsigned *id, int *count);
+/* The one token of that type in tokens (borrowed), or a new {"type", "keyslots": []}
+ * added at the lowest free id; NULL with err set when there are several or no id is free. */
+json_t *luks2_token_find_or_add(json_t *tokens, const char *type, struct werr *err);
 /* Removes every token of `type` (-ENOENT when there is none). */
 int luks2_tokens_remove_type(struct luks2_hdr *hdr, const char *type, struct werr *err);
 

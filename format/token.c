@@ -35,6 +35,30 @@ int luks2_token_find(json_t *tokens, const char *type, unsigned *id, int *count)
 	return *count ? 0 : -ENOENT;
 }
 
+json_t *luks2_token_find_or_add(json_t *tokens, const char *type, struct werr *err)
+{
+	unsigned id = 0;
+	int count;
+	if (luks2_token_find(tokens, type, &id, &count) == 0) {
+		if (count > 1) {
+			werr_set(err, -EINVAL, "%d %s tokens: ambiguous, refusing", count, type);
+			return NULL;
+		}
+		return luks2_obj_get_id(tokens, id);
+	}
+	int fid = luks2_obj_free_id(tokens, LUKS2_MAX_TOKENS);
+	if (fid < 0) {
+		werr_set(err, -ENOSPC, "all 32 token ids are in use");
+		return NULL;
+	}
+	json_t *tok = json_pack("{s:s, s:[]}", "type", type, "keyslots");
+	if (!tok || luks2_obj_set_id(tokens, (unsigned)fid, tok) < 0) {
+		werr_set(err, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	return tok;
+}
+
 static int tok_str(json_t *t, const char *name, unsigned id, char **out, bool may_be_empty,
 		   struct werr *err)
 {
@@ -140,24 +164,10 @@ int wrapd_token_set(struct luks2_hdr *hdr, const struct wrapd_token *t, struct w
 	json_t *root = json_deep_copy(hdr->json);
 	if (!root)
 		return werr_set(err, -ENOMEM, "out of memory");
-	json_t *tokens = json_object_get(root, "tokens");
-	unsigned id = 0;
-	int count;
-	json_t *tok;
-	if (luks2_token_find(tokens, WRAPD_TOKEN_TYPE, &id, &count) == 0) {
-		if (count > 1) {
-			json_decref(root);
-			return werr_set(err, -EINVAL, "%d wrapd-vault tokens: ambiguous, refusing", count);
-		}
-		tok = luks2_obj_get_id(tokens, id);
-	} else {
-		int fid = luks2_obj_free_id(tokens, LUKS2_MAX_TOKENS);
-		if (fid < 0) {
-			json_decref(root);
-			return werr_set(err, -ENOSPC, "all 32 token ids are in use");
-		}
-		tok = json_pack("{s:s, s:[]}", "type", WRAPD_TOKEN_TYPE, "keyslots");
-		luks2_obj_set_id(tokens, (unsigned)fid, tok);
+	json_t *tok = luks2_token_find_or_add(json_object_get(root, "tokens"), WRAPD_TOKEN_TYPE, err);
+	if (!tok) {
+		json_decref(root);
+		return err->rc;
 	}
 	json_object_set_new(tok, "vault_addr", json_string(t->vault_addr ? t->vault_addr : ""));
 	json_object_set_new(tok, "vault_namespace",

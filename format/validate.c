@@ -65,18 +65,28 @@ static const char *const req_cryptsetup_reencrypt[] = {
 	"offline-reencrypt", "online-reencrypt", "online-reencrypt-v2", "online-reencrypt-v3",
 };
 
-static int get_u64_str(json_t *o, const char *key, const char *what, uint64_t *out, char *why,
-		       size_t whylen)
+static int get_str(json_t *o, const char *key, const char *what, const char **out, char *why,
+		   size_t whylen)
 {
 	json_t *v = json_object_get(o, key);
 	if (!v)
 		return WHY("%s: missing \"%s\"", what, key);
 	if (!json_is_string(v))
 		return WHY("%s: \"%s\" is not a string", what, key);
-	int rc = luks2_str_u64(json_string_value(v), out);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int get_u64_str(json_t *o, const char *key, const char *what, uint64_t *out, char *why,
+		       size_t whylen)
+{
+	const char *s;
+	int rc = get_str(o, key, what, &s, why, whylen);
 	if (rc < 0)
+		return rc;
+	if (luks2_str_u64(s, out) < 0)
 		return WHY("%s: \"%s\" value \"%.40s\" is out of range (not a decimal uint64)", what,
-			   key, json_string_value(v));
+			   key, s);
 	return 0;
 }
 
@@ -93,18 +103,6 @@ static int get_u32_int(json_t *o, const char *key, const char *what, uint32_t lo
 		return WHY("%s: \"%s\" %lld is out of range (%u..%u)", what, key, (long long)x, lo,
 			   hi);
 	*out = (uint32_t)x;
-	return 0;
-}
-
-static int get_str(json_t *o, const char *key, const char *what, const char **out, char *why,
-		   size_t whylen)
-{
-	json_t *v = json_object_get(o, key);
-	if (!v)
-		return WHY("%s: missing \"%s\"", what, key);
-	if (!json_is_string(v))
-		return WHY("%s: \"%s\" is not a string", what, key);
-	*out = json_string_value(v);
 	return 0;
 }
 
