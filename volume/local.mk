@@ -22,7 +22,8 @@ tests_volume_host_volume_loop_LDADD = $(UNIT_LIBS)
 # Against the Vault double (started by the test): open without dm, batching,
 # foreign tokens, sealed Vault, rewrap, erase.
 check_PROGRAMS += tests/volume/host_volume_vault
-TESTS += tests/volume/host_volume_vault
+TESTS += tests/volume/host_volume_vault.sh
+dist_noinst_SCRIPTS += tests/volume/host_volume_vault.sh
 tests_volume_host_volume_vault_SOURCES = tests/volume/host_volume_vault.c
 tests_volume_host_volume_vault_CFLAGS = $(UNIT_CFLAGS)
 tests_volume_host_volume_vault_LDADD = $(UNIT_LIBS)
