@@ -48,7 +48,7 @@ tests_engine_unit_engine_records_LDADD = $(UNIT_LIBS)
 # device attached during a conversion stops it at a checkpoint (the loop race).
 check_PROGRAMS += tests/engine/host_engine_blockdev
 TESTS += tests/engine/host_engine_blockdev
-tests_engine_host_engine_blockdev_SOURCES = tests/engine/host_engine_blockdev.c tests/engine/engine_testlib.h
+tests_engine_host_engine_blockdev_SOURCES = tests/engine/host_engine_blockdev.c tests/engine/engine_testlib.h tests/lib/loop.h
 tests_engine_host_engine_blockdev_CFLAGS = $(UNIT_CFLAGS)
 tests_engine_host_engine_blockdev_LDADD = $(UNIT_LIBS)
 

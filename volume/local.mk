@@ -24,7 +24,7 @@ tests_volume_host_volume_loop_LDADD = $(UNIT_LIBS)
 check_PROGRAMS += tests/volume/host_volume_vault
 TESTS += tests/volume/host_volume_vault.sh
 dist_noinst_SCRIPTS += tests/volume/host_volume_vault.sh
-tests_volume_host_volume_vault_SOURCES = tests/volume/host_volume_vault.c
+tests_volume_host_volume_vault_SOURCES = tests/volume/host_volume_vault.c tests/lib/loop.h
 tests_volume_host_volume_vault_CFLAGS = $(UNIT_CFLAGS)
 tests_volume_host_volume_vault_LDADD = $(UNIT_LIBS)
 

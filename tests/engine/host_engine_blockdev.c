@@ -3,6 +3,7 @@
  * attached during a conversion (the loop race) stops it at a checkpoint,
  * from which resume finishes the job. */
 #include "tests/lib/unit.h"
+#include "tests/lib/loop.h"
 #include "tests/engine/engine_testlib.h"
 
 #include "blockdev/blockdev.h"
@@ -27,31 +28,6 @@ static int teardown(void **state)
 	return system(cmd) == 0 ? 0 : -1;
 }
 
-static bool have_loop(void)
-{
-	return geteuid() == 0 && access("/dev/loop-control", R_OK | W_OK) == 0;
-}
-
-static void losetup(const char *args, char *dev, size_t n)
-{
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "losetup -f --show %s 2>/dev/null", args);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	if (!fgets(dev, (int)n, p))
-		dev[0] = '\0';
-	if (pclose(p) != 0)
-		dev[0] = '\0';
-	dev[strcspn(dev, "\n")] = '\0';
-}
-
-static void losetup_d(const char *dev)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
-	assert_int_equal(system(cmd), 0);
-}
-
 static int conv(struct tkeys *tk, const char *dev, enum conv_op op,
 		void (*progress)(void *, const struct conv_progress *), void *arg, struct werr *err)
 {
@@ -69,7 +45,7 @@ static int conv(struct tkeys *tk, const char *dev, enum conv_op op,
 static void refused_by_name(void **state)
 {
 	(void)state;
-	if (!have_loop())
+	if (!test_have_loop())
 		skip();
 	char f[300], l1[64], l2[64], args[400];
 	snprintf(f, sizeof(f), "%s/held.img", dir);
@@ -77,13 +53,13 @@ static void refused_by_name(void **state)
 	uint8_t *orig = t_random_data(size, 5);
 	assert_int_equal(t_write_file(f, orig, size), 0);
 	snprintf(args, sizeof(args), "-o 4096 '%s'", f);
-	losetup(args, l1, sizeof(l1));
+	test_losetup(args, l1, sizeof(l1));
 	if (!l1[0])
 		skip();
 	struct tkeys tk = {0};
 	struct werr err;
 	int rc = conv(&tk, f, CONV_ENCRYPT, NULL, NULL, &err);
-	losetup_d(l1);
+	test_losetup_d(l1);
 	assert_int_equal(rc, -EBUSY);
 	char want[1024];
 	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 4096); "
@@ -91,13 +67,13 @@ static void refused_by_name(void **state)
 	assert_string_equal(err.msg, want);
 
 	snprintf(args, sizeof(args), "'%s'", f);
-	losetup(args, l1, sizeof(l1));
+	test_losetup(args, l1, sizeof(l1));
 	assert_true(l1[0]);
-	losetup(l1, l2, sizeof(l2));
+	test_losetup(l1, l2, sizeof(l2));
 	assert_true(l2[0]);
 	rc = conv(&tk, l1, CONV_ENCRYPT, NULL, NULL, &err);
-	losetup_d(l2);
-	losetup_d(l1);
+	test_losetup_d(l2);
+	test_losetup_d(l1);
 	assert_int_equal(rc, -EBUSY);
 	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 0)", l1, l2);
 	assert_non_null(strstr(err.msg, want));
@@ -121,7 +97,7 @@ static void attach_progress(void *arg, const struct conv_progress *p)
 		return;
 	char args[400];
 	snprintf(args, sizeof(args), "-r '%s'", a->file);
-	losetup(args, a->loop, sizeof(a->loop));
+	test_losetup(args, a->loop, sizeof(a->loop));
 	assert_true(a->loop[0]);
 }
 
@@ -132,7 +108,7 @@ static void attach_progress(void *arg, const struct conv_progress *p)
 static void loop_attached_during(void **state)
 {
 	(void)state;
-	if (!have_loop())
+	if (!test_have_loop())
 		skip();
 	char f[300];
 	snprintf(f, sizeof(f), "%s/race.img", dir);
@@ -159,7 +135,7 @@ static void loop_attached_during(void **state)
 	/* Still attached: resume refuses it up front. */
 	assert_int_equal(conv(&tk, f, CONV_RESUME, NULL, NULL, &err), -EBUSY);
 	assert_non_null(strstr(err.msg, "held by loop device"));
-	losetup_d(a.loop);
+	test_losetup_d(a.loop);
 	assert_int_equal(conv(&tk, f, CONV_RESUME, NULL, NULL, &err), 0);
 	const struct secbuf *k = tk_volume_key(&tk, f);
 	assert_non_null(k);

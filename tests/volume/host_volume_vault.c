@@ -8,6 +8,7 @@
  * tests open for real and close again.
  */
 #include "tests/lib/unit.h"
+#include "tests/lib/loop.h"
 
 #include "dm/dm.h"
 #include "format/format.h"
@@ -398,27 +399,6 @@ static void erase_file(void **state)
 	assert_non_null(strstr(e.msg, "crypto-erased"));
 }
 
-/* losetup; "" when it failed. */
-static void losetup(const char *args, char *dev, size_t n)
-{
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "losetup -f --show %s 2>/dev/null", args);
-	FILE *p = popen(cmd, "r");
-	assert_non_null(p);
-	if (!fgets(dev, (int)n, p))
-		dev[0] = '\0';
-	if (pclose(p) != 0)
-		dev[0] = '\0';
-	dev[strcspn(dev, "\n")] = '\0';
-}
-
-static void losetup_d(const char *dev)
-{
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "losetup -d %s", dev);
-	assert_int_equal(system(cmd), 0);
-}
-
 /* erase asks blockdev/ who uses the device, names it, and changes nothing:
  * a file under a loop at an offset; a block device (a loop) under another
  * loop, and held O_EXCL by someone else. */
@@ -428,7 +408,7 @@ static void erase_refused_while_used(void **state)
 	char path[128], uuid[37], l1[64], l2[64], args[300];
 	make_volume("eu", path, sizeof(path), uuid);
 	snprintf(args, sizeof(args), "-o 16777216 '%s'", path);
-	losetup(args, l1, sizeof(l1));
+	test_losetup(args, l1, sizeof(l1));
 	if (!l1[0])
 		skip();
 	struct volume_erase_report rep;
@@ -439,23 +419,23 @@ static void erase_refused_while_used(void **state)
 	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 16777216); "
 		 "detach it first (losetup -d %s)", path, l1, l1);
 	assert_string_equal(e.msg, want);
-	losetup_d(l1);
+	test_losetup_d(l1);
 	struct wrapd_token t;
 	assert_int_equal(read_token(path, &t, NULL), 0);
 	wrapd_token_free(&t);
 
 	/* The volume as a block device: l1 carries the header at offset 0. */
 	snprintf(args, sizeof(args), "'%s'", path);
-	losetup(args, l1, sizeof(l1));
+	test_losetup(args, l1, sizeof(l1));
 	assert_true(l1[0]);
 	snprintf(args, sizeof(args), "-o 4096 %s", l1);
-	losetup(args, l2, sizeof(l2));
+	test_losetup(args, l2, sizeof(l2));
 	assert_true(l2[0]);
 	werr_clear(&e);
 	assert_int_equal(volume_erase(&E.vctx, l1, NULL, &rep, &e), -EBUSY);
 	snprintf(want, sizeof(want), "held by loop device %s (backed at offset 4096)", l2);
 	assert_non_null(strstr(e.msg, want));
-	losetup_d(l2);
+	test_losetup_d(l2);
 	int x = open(l1, O_RDONLY | O_EXCL | O_CLOEXEC);
 	assert_true(x >= 0);
 	werr_clear(&e);
@@ -470,7 +450,7 @@ static void erase_refused_while_used(void **state)
 	if (r < 0)
 		fail_msg("erase: %s", e.msg);
 	assert_true(rep.token_removed);
-	losetup_d(l1);
+	test_losetup_d(l1);
 	assert_int_equal(read_token(path, &t, NULL), -ENOENT);
 }
 
@@ -604,7 +584,7 @@ static void format_refused_while_used(void **state)
 	assert_int_equal(ftruncate(fd, 32 << 20), 0);
 	close(fd);
 	snprintf(args, sizeof(args), "-o 1048576 '%s'", path);
-	losetup(args, l1, sizeof(l1));
+	test_losetup(args, l1, sizeof(l1));
 	if (!l1[0])
 		skip();
 	int before = count_requests("/datakey/plaintext/wrapd", NULL);
@@ -613,7 +593,7 @@ static void format_refused_while_used(void **state)
 	struct werr e;
 	werr_clear(&e);
 	int r = volume_format(&E.vctx, &rq, &res, &e);
-	losetup_d(l1);
+	test_losetup_d(l1);
 	assert_int_equal(r, -EBUSY);
 	char want[512];
 	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 1048576); "
@@ -621,16 +601,16 @@ static void format_refused_while_used(void **state)
 	assert_string_equal(e.msg, want);
 
 	snprintf(args, sizeof(args), "'%s'", path);
-	losetup(args, l1, sizeof(l1));
+	test_losetup(args, l1, sizeof(l1));
 	assert_true(l1[0]);
 	snprintf(args, sizeof(args), "%s", l1);
-	losetup(args, l2, sizeof(l2));
+	test_losetup(args, l2, sizeof(l2));
 	assert_true(l2[0]);
 	rq.device = l1;
 	werr_clear(&e);
 	r = volume_format(&E.vctx, &rq, &res, &e);
-	losetup_d(l2);
-	losetup_d(l1);
+	test_losetup_d(l2);
+	test_losetup_d(l1);
 	assert_int_equal(r, -EBUSY);
 	snprintf(want, sizeof(want), "%s: in use: held by loop device %s (backed at offset 0)", l1, l2);
 	assert_non_null(strstr(e.msg, want));
