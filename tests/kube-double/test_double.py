@@ -618,7 +618,9 @@ class TestWatch(Base):
         # legacy /watch/ path for one object
         w = D.watch("/api/v1/watch/persistentvolumes/" + tag + "-a?timeoutSeconds=1")
         self.assertEqual([e["object"]["metadata"]["name"] for e in w.rest()], [tag + "-a"])
-        # sendInitialEvents: the state, then a bookmark marking its end
+        # sendInitialEvents: the state, then a bookmark marking its end (after a write
+        # these objects do not see, so the snapshot's RV is newer than theirs)
+        D.ok("POST", PV, pv_body(tag + "-z", labels={"t": "other"}))
         w = D.watch(PV + "?watch=1&labelSelector=t%3D" + tag + "&sendInitialEvents=true&"
                     "allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&"
                     "timeoutSeconds=1")
@@ -626,6 +628,8 @@ class TestWatch(Base):
         self.assertEqual([e["type"] for e in evs], ["ADDED", "ADDED", "BOOKMARK"])
         self.assertEqual(evs[2]["object"]["metadata"]["annotations"],
                          {"k8s.io/initial-events-end": "true"})
+        # the bookmark's RV is the snapshot's, newer than each object's
+        self.assertGreater(rv_of(evs[2]["object"]), max(rv_of(e["object"]) for e in evs[:2]))
 
     def test_bookmarks(self):
         tag = uniq("b")
