@@ -497,7 +497,8 @@ class Kubectl(unittest.TestCase):
             first = self.kubectl("apply", "--validate=false", "-f", MANIFEST).stdout
             self.assertEqual([x.rsplit(" ", 1)[1] for x in first.splitlines()],
                              ["created"] * 7)
-            again = self.kubectl("apply", "--validate=false", "-f", MANIFEST).stdout
+            # the folder form applies the same (example/ is not recursed into)
+            again = self.kubectl("apply", "--validate=false", "-f", DS).stdout
             self.assertEqual([x.rsplit(" ", 1)[1] for x in again.splitlines()],
                              ["unchanged"] * 7)
             with open(MANIFEST) as f:
