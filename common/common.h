@@ -111,9 +111,12 @@ int read_file_fd(int fd, size_t max, char **out, size_t *outlen) _must_check_;
  * StrictModes (as sshd's) for files that decide where keys go: wrapd.conf,
  * the Vault token and AppRole secret-id files, the volume table. The file must
  * be owned by root (or by the effective uid, for a process not running as
- * root) and not writable by group or others. -EPERM with one line naming the
- * file and the fix ("chown root:root F && chmod go-w F"). Only the file
- * itself is checked, not the directories above it.
+ * root) and not writable by group or others, and so must every directory
+ * above it (both along the path as given and along its resolved form), except
+ * that a root-owned sticky directory (/tmp) may be writable by others. -EPERM
+ * with one line naming the file (or directory) and the fix ("chown root:root
+ * F && chmod go-w F"). Also used for the Vault TLS files (CA, client cert
+ * and key).
  */
 struct stat;
 int file_check_trusted(const struct stat *st, const char *path, struct werr *err) _must_check_;

@@ -60,6 +60,52 @@ int read_file(const char *path, size_t max, char **out, size_t *outlen)
 	return read_file_fd(fd, max, out, outlen);
 }
 
+/* One directory above a trusted file: owned by root (or the effective uid)
+ * and writable by its owner only, or root's with the sticky bit (/tmp,
+ * /dev/shm, a Kubernetes projected volume: nobody else can rename or remove
+ * a file there that they do not own). */
+static int dir_check_trusted(const char *dir, const char *path, struct werr *err)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return werr_set(err, -errno, "%s: cannot check its directory %s: %s", path, dir,
+				strerror(errno));
+	const char *why = NULL;
+	char owner[64];
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(owner, sizeof(owner), "is owned by uid %u, not root", (unsigned)st.st_uid);
+		why = owner;
+	} else if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !((st.st_mode & S_ISVTX) && st.st_uid == 0)) {
+		why = (st.st_mode & S_IWOTH) ? "is world-writable" : "is group-writable";
+	}
+	if (!why)
+		return 0;
+	return werr_set(err, -EPERM,
+			"%s: its directory %s %s, so others could replace the file; wrapd trusts only files in directories that root owns and only root can write: run 'chown root:root %s && chmod go-w %s'",
+			path, dir, why, dir, dir);
+}
+
+/* Every directory above the absolute path p, up to "/". */
+static int dirs_check_trusted(const char *p, const char *path, struct werr *err)
+{
+	_cleanup_free_ char *d = strdup(p);
+	if (!d)
+		return werr_set(err, -ENOMEM, "out of memory");
+	for (;;) {
+		char *s = strrchr(d, '/');
+		if (!s)
+			return 0;
+		if (s == d) {
+			d[1] = '\0';
+			return dir_check_trusted(d, path, err);
+		}
+		*s = '\0';
+		int rc = dir_check_trusted(d, path, err);
+		if (rc < 0)
+			return rc;
+	}
+}
+
 int file_check_trusted(const struct stat *st, const char *path, struct werr *err)
 {
 	const char *why = NULL;
@@ -72,11 +118,25 @@ int file_check_trusted(const struct stat *st, const char *path, struct werr *err
 	} else if (st->st_mode & S_IWGRP) {
 		why = "is group-writable";
 	}
-	if (!why)
-		return 0;
-	return werr_set(err, -EPERM,
-			"%s: %s; wrapd trusts only files that root owns and only root can write: run 'chown root:root %s && chmod go-w %s'",
-			path, why, path, path);
+	if (why)
+		return werr_set(err, -EPERM,
+				"%s: %s; wrapd trusts only files that root owns and only root can write: run 'chown root:root %s && chmod go-w %s'",
+				path, why, path, path);
+	/* The directories, as sshd's StrictModes: both the path as given (a
+	 * symlink in a writable directory could be swapped) and where it leads. */
+	_cleanup_free_ char *abs = NULL;
+	if (path[0] != '/') {
+		char cwd[PATH_MAX];
+		if (!getcwd(cwd, sizeof(cwd)) || asprintf(&abs, "%s/%s", cwd, path) < 0)
+			return werr_set(err, -ENOMEM, "%s: cannot make the path absolute", path);
+	}
+	int rc = dirs_check_trusted(abs ? abs : path, path, err);
+	if (rc < 0)
+		return rc;
+	_cleanup_free_ char *real = realpath(path, NULL);
+	if (!real)
+		return werr_set(err, -errno, "%s: cannot resolve: %s", path, strerror(errno));
+	return dirs_check_trusted(real, path, err);
 }
 
 int read_file_fd(int fd, size_t max, char **out, size_t *outlen)

@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ---------------------------------------------------------------- pure parts */
@@ -603,6 +604,27 @@ out:
 
 /* ---------------------------------------------------------------- client */
 
+/* The TLS files decide whom the client trusts and whom it claims to be:
+ * the same StrictModes as wrapd.conf (a CA that others can write lets them
+ * name the Vault the token goes to). Files inside vault_capath are not
+ * checked one by one; the directory and those above it are. */
+static int tls_files_check(const struct vault_config *cfg, struct werr *err)
+{
+	const char *f[] = {cfg->cacert, cfg->capath, cfg->client_cert, cfg->client_key};
+	const char *key[] = {"vault_cacert", "vault_capath", "vault_client_cert", "vault_client_key"};
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++) {
+		struct stat st;
+		if (!f[i] || !*f[i])
+			continue;
+		if (stat(f[i], &st) < 0)
+			return werr_set(err, -errno, "vault: %s %s: %s", key[i], f[i], strerror(errno));
+		int rc = file_check_trusted(&st, f[i], err);
+		if (rc < 0)
+			return werr_prefix(err, rc, "vault: %s", key[i]);
+	}
+	return 0;
+}
+
 int vault_client_new_ex(const struct vault_config *cfg, const struct wlog *log,
 			const struct vault_client_hooks *hooks, struct vault_client **out,
 			struct werr *err)
@@ -610,6 +632,9 @@ int vault_client_new_ex(const struct vault_config *cfg, const struct wlog *log,
 	*out = NULL;
 	if (!cfg->addr || !cfg->mount || !cfg->key)
 		return werr_set(err, -EINVAL, "vault: incomplete configuration (use vault_config_load)");
+	int trc = tls_files_check(cfg, err);
+	if (trc < 0)
+		return trc;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return werr_set(err, -EIO, "vault: libcurl initialisation failed");
 	struct vault_client *vc = calloc(1, sizeof(*vc));

@@ -4,7 +4,9 @@
 #include "common/common.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void b64_roundtrip(void **state)
 {
@@ -101,6 +103,88 @@ static void file_atomic_roundtrip(void **state)
 	rmdir(dir);
 }
 
+/* StrictModes walks the directories (issue 10, weak point of session 2): a
+ * trusted file in a directory others can write is refused, naming the
+ * directory; a root-owned sticky directory (as /tmp) is accepted; a symlink
+ * is checked along both the path given and where it leads. */
+static int trusted(const char *path, struct werr *e)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	werr_clear(e);
+	return file_check_trusted(&st, path, e);
+}
+
+static void trusted_walks_directories(void **state)
+{
+	(void)state;
+	char top[] = "/tmp/wrapd-trust-XXXXXX";
+	assert_non_null(mkdtemp(top));
+	char sub[96], f[128], link[128], bad[96], badf[128], badlink[128];
+	snprintf(sub, sizeof(sub), "%s/etc", top);
+	snprintf(f, sizeof(f), "%s/wrapd.conf", sub);
+	snprintf(bad, sizeof(bad), "%s/open", top);
+	snprintf(badf, sizeof(badf), "%s/wrapd.conf", bad);
+	snprintf(link, sizeof(link), "%s/link.conf", sub);
+	snprintf(badlink, sizeof(badlink), "%s/link.conf", bad);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	assert_int_equal(mkdir(bad, 0755), 0);
+	assert_int_equal(write_file_atomic(f, "x", 1, 0600), 0);
+	assert_int_equal(write_file_atomic(badf, "x", 1, 0600), 0);
+	assert_int_equal(symlink(badf, link), 0);
+	assert_int_equal(symlink(f, badlink), 0);
+	struct werr e;
+	uid_t me = geteuid();
+
+	/* /tmp is sticky and root's; top is 0700: all good. */
+	assert_int_equal(trusted(f, &e), 0);
+	assert_int_equal(trusted(badf, &e), 0);
+	/* A group-writable directory above the file. */
+	assert_int_equal(chmod(bad, 0775), 0);
+	assert_int_equal(trusted(badf, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "its directory"));
+	assert_non_null(strstr(e.msg, bad));
+	assert_non_null(strstr(e.msg, "is group-writable"));
+	assert_null(strchr(e.msg, '\n'));
+	/* World-writable without the sticky bit: refused; with it, root's: fine
+	 * (only when we are root: otherwise the directory is not root's). */
+	assert_int_equal(chmod(bad, 0777), 0);
+	assert_int_equal(trusted(badf, &e), -EPERM);
+	assert_non_null(strstr(e.msg, "is world-writable"));
+	assert_int_equal(chmod(bad, 01777), 0);
+	assert_int_equal(trusted(badf, &e), me == 0 ? 0 : -EPERM);
+	assert_int_equal(chmod(bad, 0777), 0);
+	/* A symlink in a trusted directory to a file in the open one: refused
+	 * along the resolved path; and the other way round, along the given one. */
+	assert_int_equal(trusted(link, &e), -EPERM);
+	assert_non_null(strstr(e.msg, bad));
+	assert_int_equal(trusted(badlink, &e), -EPERM);
+	assert_non_null(strstr(e.msg, bad));
+	/* Higher up: the file's own directory fine, its parent open. */
+	assert_int_equal(chmod(bad, 0755), 0);
+	assert_int_equal(chmod(top, 0770), 0);
+	assert_int_equal(trusted(f, &e), -EPERM);
+	assert_non_null(strstr(e.msg, top));
+	assert_int_equal(chmod(top, 0700), 0);
+	/* A relative path is checked from the working directory. */
+	char cwd[PATH_MAX];
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(sub), 0);
+	assert_int_equal(trusted("wrapd.conf", &e), 0);
+	assert_int_equal(chmod(sub, 0757), 0);
+	assert_int_equal(trusted("wrapd.conf", &e), -EPERM);
+	assert_int_equal(chmod(sub, 0755), 0);
+	assert_int_equal(chdir(cwd), 0);
+
+	unlink(link);
+	unlink(badlink);
+	unlink(f);
+	unlink(badf);
+	rmdir(sub);
+	rmdir(bad);
+	rmdir(top);
+}
+
 static void werr_formats(void **state)
 {
 	(void)state;
@@ -178,6 +262,7 @@ int main(void)
 		cmocka_unit_test(secbuf_is_locked_and_grows),
 		cmocka_unit_test(parse_u64_strict),
 		cmocka_unit_test(file_atomic_roundtrip),
+		cmocka_unit_test(trusted_walks_directories),
 		cmocka_unit_test(werr_formats),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -138,6 +138,30 @@ VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st9.o
 [ $? -ne 0 ] || { echo "host_vault_client.sh: FAIL: a group-writable config was accepted" >&2; rc=1; }
 check "group-writable config refused" "$T/st9.out" "wrapd.conf: is group-writable; .*run 'chown root:root $T/wrapd.conf && chmod go-w $T/wrapd.conf'"
 chmod go-w "$T/wrapd.conf"
+# StrictModes covers the directories above wrapd.conf and the TLS files
+# (issue 10, weak points left by session 2).
+mkdir -p "$T/open"
+cp "$T/wrapd.conf" "$T/open/wrapd.conf"
+chmod 0777 "$T/open"
+VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/open/wrapd.conf" vault status >"$T/st11.out" 2>&1
+[ $? -ne 0 ] || { echo "host_vault_client.sh: FAIL: a config in a world-writable directory was accepted" >&2; rc=1; }
+check "config in a world-writable directory refused" "$T/st11.out" "wrapd.conf: its directory $T/open is world-writable.*chmod go-w $T/open"
+cp "$VT_CA" "$T/ca-gw.crt"
+chmod g+w "$T/ca-gw.crt"
+VAULT_CACERT=$T/ca-gw.crt VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st12.out" 2>&1
+[ $? -ne 0 ] || { echo "host_vault_client.sh: FAIL: a group-writable CA file was accepted" >&2; rc=1; }
+check "group-writable CA file refused" "$T/st12.out" "vault: vault_cacert: $T/ca-gw.crt: is group-writable"
+cp "$VT_CA" "$T/open/ca.crt"
+chmod 0644 "$T/open/ca.crt"
+VAULT_CACERT=$T/open/ca.crt VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st13.out" 2>&1
+[ $? -ne 0 ] || { echo "host_vault_client.sh: FAIL: a CA file in a world-writable directory was accepted" >&2; rc=1; }
+check "CA file in a world-writable directory refused" "$T/st13.out" "vault: vault_cacert: $T/open/ca.crt: its directory $T/open is world-writable"
+printf 'x' >"$T/open/client.key"
+chmod 0600 "$T/open/client.key"
+VAULT_CLIENT_CERT=$VT_CA VAULT_CLIENT_KEY=$T/open/client.key VAULT_TOKEN=$VT_ROOT "$wrapctl" --config "$T/wrapd.conf" vault status >"$T/st14.out" 2>&1
+[ $? -ne 0 ] || { echo "host_vault_client.sh: FAIL: a client key in a world-writable directory was accepted" >&2; rc=1; }
+check "client key in a world-writable directory refused" "$T/st14.out" "vault: vault_client_key: $T/open/client.key: its directory $T/open is world-writable"
+chmod 0755 "$T/open"
 # -q (errors only) does not hide that TLS verification is off (issue 10 item 8).
 VAULT_SKIP_VERIFY=true VAULT_TOKEN=$VT_ROOT "$wrapctl" -q --config "$T/wrapd.conf" vault status >"$T/st10.out" 2>&1
 check "-q keeps the skip-verify warning" "$T/st10.out" "warning: vault: VAULT_SKIP_VERIFY is set"
