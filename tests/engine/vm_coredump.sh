@@ -11,7 +11,10 @@
 #     frozen mid-conversion on its first --json progress line (a full pipe,
 #     no timing), then gets SIGSEGV: either no core is written, or no core
 #     contains either half of the key (16-byte prefixes: OpenSSL's encrypt
-#     and decrypt key schedules both hold them literally).
+#     and decrypt key schedules both hold them literally);
+#   - the same with a pipe core_pattern and fs.suid_dumpable=2, as
+#     systemd-coredump sets them up: a dumpable control reaches the helper,
+#     the crashed conversion does not.
 #
 # usage: vm_coredump.sh SRCDIR BUILDDIR
 set -u
@@ -24,10 +27,14 @@ K=$(mktemp -d /dev/shm/wrapd-kcore-vk.XXXXXX 2>/dev/null || mktemp -d /tmp/wrapd
 chmod 700 "$K"
 . "$S/tests/lib/checks.sh"
 old_pattern=$(cat /proc/sys/kernel/core_pattern)
+old_suid=$(cat /proc/sys/fs/suid_dumpable)
+old_pipe_limit=$(cat /proc/sys/kernel/core_pipe_limit)
 
 cleanup() {
 	set +e
 	echo "$old_pattern" >/proc/sys/kernel/core_pattern
+	echo "$old_suid" >/proc/sys/fs/suid_dumpable
+	echo "$old_pipe_limit" >/proc/sys/kernel/core_pipe_limit
 	stop_vault_double
 	rm -rf "$W" "$K"
 }
@@ -103,6 +110,67 @@ else
 fi
 check "wrapctl inspect: the decrypt is in progress" bash -c "wrapctl inspect '$I' | grep -q 'Conversion: *IN PROGRESS'"
 check "wrapctl resume finishes it" wrapctl resume "$I"
+
+# ---- A pipe core_pattern with fs.suid_dumpable=2 (systemd-coredump's setup).
+# For a pipe the kernel ignores RLIMIT_CORE (only the limit 1 means "no
+# core"), and suid_dumpable=2 asks it to dump even processes whose dumpable
+# flag was lowered by a credential change; what stops a core of wrapd is
+# PR_SET_DUMPABLE 0 (do_coredump gives up when the mm is not dumpable at all).
+# core_pipe_limit=1 makes the kernel wait for the helper before the crashed
+# process is reaped: the helper's file is complete when our wait returns.
+check "wrapctl encrypt again (for the pipe case)" wrapctl encrypt "$I"
+check "VK from the double (again)" $H vk "$I" "$K/vk"
+mkdir -p "$W/pipe"
+# The kernel starts the helper in its own root (kthreadd's): in this VM that
+# is the initramfs (busybox), and our root is its /newroot (tests/vm/guest-init
+# chroots there); on a normal host both are /.
+: >"$W/catcore"
+kpre=
+if [ ! -e "/proc/2/root$W/catcore" ] && [ -e "/proc/2/root/newroot$W/catcore" ]; then
+	kpre=/newroot
+fi
+cat >"$W/catcore" <<EOF2
+#!/bin/sh
+# core_pattern helper: the core arrives on stdin.
+cat >"$kpre$W/pipe/core.\$1.\$2"
+EOF2
+chmod 755 "$W/catcore"
+echo 2 >/proc/sys/fs/suid_dumpable
+echo 1 >/proc/sys/kernel/core_pipe_limit
+echo "|$kpre$W/catcore %e %p" >/proc/sys/kernel/core_pattern
+/usr/bin/python3 -c '
+import os, signal, sys
+key = open(sys.argv[1], "rb").read()
+os.kill(os.getpid(), signal.SIGSEGV)' "$K/vk" 2>/dev/null
+ctl=$(ls "$W"/pipe/core.* 2>/dev/null | head -1)
+if [ -n "$ctl" ] && has_key "$ctl"; then
+	ok "pipe control: a dumpable process's core reaches the helper, key included"
+else
+	bad "pipe control: the helper got no core with the key (core_pattern $(cat /proc/sys/kernel/core_pattern))"
+fi
+rm -f "$W"/pipe/core.*
+$H interrupt SIGSEGV wrapctl decrypt "$I" --json >"$W/seg2.json" 2>"$W/seg2.err"
+if grep -q "SIGSEGV sent" "$W/seg2.err"; then
+	ok "wrapctl decrypt got SIGSEGV mid-conversion, pipe core_pattern, suid_dumpable=2"
+else
+	bad "wrapctl decrypt was not interrupted"; sed 's/^/    /' "$W/seg2.err"
+fi
+pcores=$(ls "$W"/pipe/ 2>/dev/null | wc -l)
+pleak=0
+for c in "$W"/pipe/*; do
+	[ -e "$c" ] || continue
+	has_key "$c" && pleak=1
+done
+if [ "$pcores" = 0 ]; then
+	ok "the core_pattern helper got nothing from the crashed conversion (PR_SET_DUMPABLE 0)"
+elif [ "$pleak" = 0 ]; then
+	ok "the helper got $pcores core(s), none with key bytes"
+else
+	bad "the helper got a core of the crashed conversion with key bytes"
+fi
+echo 0 >/proc/sys/kernel/core_pipe_limit
+echo 0 >/proc/sys/fs/suid_dumpable
+check "wrapctl resume finishes it (pipe case)" wrapctl resume "$I"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
