@@ -24,3 +24,11 @@ CLEANFILES += tests/fuzz/fuzz_kube_json$(EXEEXT)
 check_SCRIPTS += tests/fuzz/fuzz_kube_json$(EXEEXT)
 endif
 EXTRA_DIST += tests/fuzz/fuzz_kube_json.c
+
+# The client over HTTP against the Kubernetes API-server double.
+check_PROGRAMS += tests/kube/host_kube_client
+tests_kube_host_kube_client_SOURCES = tests/kube/host_kube_client.c
+tests_kube_host_kube_client_CFLAGS = $(UNIT_CFLAGS)
+tests_kube_host_kube_client_LDADD = $(UNIT_LIBS)
+TESTS += tests/kube/host_kube_client.sh
+dist_noinst_SCRIPTS += tests/kube/host_kube_client.sh

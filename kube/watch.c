@@ -199,9 +199,10 @@ static int do_list(struct kube_watch *kw)
 		wlog(kw->kc->log, WLOG_WARN, "kube: list: %zu item(s) that are not PVs skipped", skipped);
 	snprintf(kw->rv, sizeof(kw->rv), "%s", rv);
 	it->kind = KUBE_W_SYNC;
+	size_t n = it->n;
 	push_state(kw, true, NULL);
-	push(kw, it);
-	wlog(kw->kc->log, WLOG_DEBUG, "kube: listed %zu PV(s) at resourceVersion %s", it->n, rv);
+	push(kw, it); /* the loop owns it from here */
+	wlog(kw->kc->log, WLOG_DEBUG, "kube: listed %zu PV(s) at resourceVersion %s", n, rv);
 	return end;
 }
 
