@@ -82,6 +82,7 @@ enum job_kind {
 	JOB_OPEN,                  /* open (or adopt) items; scans the mappings too */
 	JOB_CLOSE,                 /* close items[0] unless in use */
 	JOB_UPKEEP,                /* Vault token upkeep + TTL */
+	JOB_KUBE,                  /* Kubernetes mode: j->kj (agent/kube_jobs.c) */
 };
 
 struct job_item {
@@ -89,6 +90,7 @@ struct job_item {
 	char *name, *device, *header;
 	unsigned flags;
 	bool adopt_only;           /* noauto: report whether it is mapped, never open */
+	bool discovered;           /* Kubernetes mode: classify first (discovery_prepare) */
 	/* out */
 	int rc;
 	bool vault_error;          /* failed asking Vault: retrying may help */
@@ -99,6 +101,8 @@ struct job_item {
 	char backing[4096];
 	char luks_uuid[37];
 	int key_version;
+	int kclass;                /* discovered: enum kclass (agent/kmode.h) */
+	char kdetail[512];
 };
 
 struct job {
@@ -115,6 +119,7 @@ struct job {
 	long long next_upkeep_ms;  /* JOB_UPKEEP: when the next is due, -1 = never */
 	unsigned decrypts;         /* Vault decrypt requests this job made (0 or 1 per key) */
 	uint64_t duration_ms;
+	struct kjob *kj;           /* JOB_KUBE (owned) */
 	struct job *next;
 };
 void job_free(struct job *j);
@@ -139,6 +144,9 @@ void worker_set_vault(struct worker *w, struct vault_config *vcfg);
 /* Every Vault client the worker makes reports its requests to fn (metrics);
  * set before the first job is submitted. */
 void worker_set_observer(struct worker *w, vault_observer_fn fn, void *arg);
+/* On the worker thread: a volume context with the worker's Vault client
+ * (made on first use), for the Kubernetes mode's jobs. */
+int worker_vctx(struct worker *w, struct volume_ctx *vctx, struct werr *err);
 
 /* ---- volumes and their states -------------------------------------------------- */
 
@@ -169,6 +177,7 @@ struct vol {
 	int key_version;           /* -1 unknown */
 	char last_error[WERR_MSG_MAX];
 	char note[256];
+	struct kvol *k;            /* Kubernetes mode: a discovered volume (agent/kmode.h) */
 };
 
 struct agent_opts;                 /* the command line (main.c), for SIGHUP */
@@ -206,12 +215,17 @@ struct agent {
 	bool stopping;
 	unsigned long wakeups;     /* epoll returns (for tests and metrics) */
 	struct agent_svc *svc;     /* hooks.c: notify, metrics, httpd (NULL before hooks_init) */
+	struct kmode *km;          /* Kubernetes mode (agent/kmode.h), NULL when off */
 };
 
 uint64_t agent_now_ms(void);
 
 /* state.c: reconcile */
 struct vol *agent_find(struct agent *a, const char *name);
+/* A new volume (name copied, everything else zero), or NULL; the array may
+ * move: earlier struct vol pointers are invalid afterwards. */
+struct vol *agent_vol_add(struct agent *a, const char *name);
+void agent_vol_remove(struct agent *a, struct vol *v);
 /* Loads the table and reconciles with it (start, inotify, SIGHUP). */
 int agent_table_reload(struct agent *a);
 /* Submits jobs for what needs doing now. */
@@ -248,6 +262,27 @@ char *status_json(const struct agent *a);
 /* loop.c: signals are blocked here (before the worker starts). */
 int agent_loop_init(struct agent *a, struct werr *err);
 int agent_run(struct agent *a, struct werr *err);
+
+/* kube_mode.c: Kubernetes mode (agent/kmode.h); every call is a no-op when
+ * a->km is NULL. Epoll tags KUBE_TAG_FIRST.. belong to it. */
+#define KUBE_TAG_FIRST 50
+#define KUBE_TAG_LAST 59
+int kube_mode_init(struct agent *a, struct werr *err);
+void kube_mode_loop_init(struct agent *a);
+void kube_mode_event(struct agent *a, uint32_t tag);
+void kube_mode_kick(struct agent *a);
+void kube_mode_job_done(struct agent *a, struct job *j);
+void kube_mode_open_item(struct agent *a, struct vol *v, const struct job_item *it);
+uint64_t kube_mode_deadline(const struct agent *a);
+void kube_mode_fini(struct agent *a);
+struct json_t;
+void kube_mode_vol_json(const struct vol *v, struct json_t *o);
+struct json_t *kube_mode_json(const struct agent *a);
+void kvol_free(struct kvol *k);
+void kjob_free(struct kjob *kj);
+/* On the worker thread (agent/kube_jobs.c, agent/discovery.c). */
+void kjob_run(struct worker *w, struct kjob *kj);
+void discovery_prepare(struct worker *w, struct job_item *it);
 
 /* main.c: SIGHUP */
 void agent_reload(struct agent *a);

@@ -5,13 +5,14 @@ libwrapd_a_SOURCES += agent/settings.h agent/settings.c
 sbin_PROGRAMS += wrapd
 wrapd_SOURCES = agent/agent.h agent/main.c agent/config.c agent/log.c agent/loop.c \
 	agent/worker.c agent/state.c agent/table_watch.c agent/status.c agent/hooks.c \
-	agent/notify.h agent/notify.c agent/metrics.h agent/metrics.c agent/httpd.h agent/httpd.c
+	agent/notify.h agent/notify.c agent/metrics.h agent/metrics.c agent/httpd.h agent/httpd.c \
+	agent/kmode.h agent/kube_mode.c agent/discovery.c agent/kubelet_watch.c agent/kube_jobs.c
 wrapd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
 wrapd_LDADD = $(WRAPD_LIBS) $(MHD_LIBS) -lm
 EXTRA_DIST += systemd/wrapd.service daemonset/wrapd.yaml
 # Real-kernel suite (dm-crypt, the Vault double): run by
 # tests/vm/run-kernel-tests, not by make check.
-dist_noinst_SCRIPTS += tests/agent/vm_agent.sh
+dist_noinst_SCRIPTS += tests/agent/vm_agent.sh tests/agent/vm_kube.sh
 EXTRA_DIST += tests/agent/agentq.py bench/agent
 
 # On this host, against the Vault double (no dm-crypt needed).

@@ -88,6 +88,7 @@ int agent_run(struct agent *a, struct werr *err)
 	    (r = ep_add(a->epfd, worker_fd(a->w), EV_WORKER)) < 0)
 		return werr_set(err, r, "epoll: %s", strerror(-r));
 	hooks_loop_init(a);
+	kube_mode_loop_init(a);
 
 	uint64_t armed = 0;
 	while (!a->stopping) {
@@ -130,7 +131,10 @@ int agent_run(struct agent *a, struct werr *err)
 				agent_kick(a);
 				break;
 			default:
-				hooks_event(a, evs[i].data.u32);
+				if (evs[i].data.u32 >= KUBE_TAG_FIRST && evs[i].data.u32 <= KUBE_TAG_LAST)
+					kube_mode_event(a, evs[i].data.u32);
+				else
+					hooks_event(a, evs[i].data.u32);
 				break;
 			}
 		}

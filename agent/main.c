@@ -216,6 +216,7 @@ int main(int argc, char **argv)
 	if ((r = agent_loop_init(&a, &err)) < 0 ||
 	    (r = worker_start(&a.w, vcfg, &log, &err)) < 0 ||
 	    (r = table_watch_init(&a, &err)) < 0 ||
+	    (r = kube_mode_init(&a, &err)) < 0 ||
 	    (r = status_listen(a.cfg.status_socket, &a.statusfd, &err)) < 0 ||
 	    (r = hooks_init(&a, &err)) < 0) {
 		alog(&log, WLOG_ERROR, NULL, NULL, "start", "%s", werr_str(&err, r));
@@ -248,6 +249,7 @@ out:
 		_exit(rc);
 	}
 	alog(&log, WLOG_INFO, NULL, NULL, "stopped", "every mapping is left as it is");
+	kube_mode_fini(&a);
 	hooks_fini(&a);
 	table_watch_fini(&a);
 	agent_free_vols(&a);

@@ -46,6 +46,7 @@ static void vol_free(struct vol *v)
 	free(v->name);
 	free(v->device);
 	free(v->header);
+	kvol_free(v->k);
 }
 
 static void vol_remove(struct agent *a, struct vol *v)
@@ -79,6 +80,17 @@ static struct vol *vol_add(struct agent *a, const char *name)
 	v->key_version = -1;
 	a->n++;
 	return v;
+}
+
+/* For the Kubernetes mode's discovery (agent/discovery.c). */
+struct vol *agent_vol_add(struct agent *a, const char *name)
+{
+	return vol_add(a, name);
+}
+
+void agent_vol_remove(struct agent *a, struct vol *v)
+{
+	vol_remove(a, v);
 }
 
 static bool streq0(const char *x, const char *y)
@@ -162,6 +174,11 @@ int agent_table_reload(struct agent *a)
 	struct werr e;
 	werr_clear(&e);
 	int r = volume_table_load(path, &t, &e);
+	if (r == -ENOENT && a->km) {
+		/* Kubernetes mode: the table is optional. */
+		r = 0;
+		memset(&t, 0, sizeof(t));
+	}
 	if (r < 0) {
 		/* Never act on a table we cannot read: keep everything as it is. */
 		alog(a->log, WLOG_ERROR, NULL, path, "table",
@@ -175,7 +192,7 @@ int agent_table_reload(struct agent *a)
 		struct vol *v = &a->v[i];
 		if (!v->in_table && v->kept)
 			v->kept = false; /* try the close again: maybe it is idle now */
-		if (!v->in_table || volume_table_find(&t, v->name)) {
+		if (!v->in_table || v->k || volume_table_find(&t, v->name)) {
 			i++;
 			continue;
 		}
@@ -204,6 +221,7 @@ static int item_set(struct job_item *it, const struct vol *v)
 	it->header = v->header ? strdup(v->header) : NULL;
 	it->flags = v->flags;
 	it->key_version = -1;
+	it->discovered = v->k != NULL;
 	if (it->name && (it->device || !v->device) && (it->header || !v->header))
 		return 0;
 	free(it->name);
@@ -272,8 +290,10 @@ void agent_kick(struct agent *a)
 			n++;
 	/* The first pass always runs (even with an empty table): it finds the
 	 * wrapd mappings that are open already. */
-	if (!n && a->first_sent)
+	if (!n && a->first_sent) {
+		kube_mode_kick(a);
 		return;
+	}
 	a->first_sent = true;
 	struct job *j = job_new(JOB_OPEN, n);
 	if (!j)
@@ -291,6 +311,7 @@ void agent_kick(struct agent *a)
 			v->st = VS_OPENING;
 	}
 	worker_submit(a->w, j);
+	kube_mode_kick(a);
 }
 
 /* ---- back-off and timers --------------------------------------------------------- */
@@ -361,6 +382,9 @@ uint64_t agent_next_deadline(const struct agent *a)
 	uint64_t d = a->retry_at_ms;
 	if (a->upkeep_at_ms && !a->upkeep_busy && (!d || a->upkeep_at_ms < d))
 		d = a->upkeep_at_ms;
+	uint64_t kd = kube_mode_deadline(a);
+	if (kd && (!d || kd < d))
+		d = kd;
 	return d;
 }
 
@@ -436,6 +460,7 @@ static void open_item_done(struct agent *a, const struct job_item *it)
 	if (!v)
 		return;
 	v->busy = false;
+	kube_mode_open_item(a, v, it);
 	if (it->mapped) {
 		snprintf(v->backing, sizeof(v->backing), "%s", it->backing);
 		snprintf(v->luks_uuid, sizeof(v->luks_uuid), "%s", it->luks_uuid);
@@ -584,6 +609,7 @@ void agent_job_done(struct agent *a, struct job *j)
 	case JOB_OPEN: open_done(a, j); break;
 	case JOB_CLOSE: close_done(a, j); break;
 	case JOB_UPKEEP: upkeep_done(a, j); break;
+	case JOB_KUBE: kube_mode_job_done(a, j); break;
 	}
 	hooks_status(a);
 }

@@ -91,6 +91,8 @@ static json_t *vol_json(const struct vol *v)
 	json_object_set_new(o, "adopted", json_boolean(v->adopted));
 	json_object_set_new(o, "kept", json_boolean(v->kept));
 	json_object_set_new(o, "changed", json_boolean(v->changed));
+	if (v->k)
+		kube_mode_vol_json(v, o);
 	return o;
 }
 
@@ -117,6 +119,8 @@ char *status_json(const struct agent *a)
 	json_object_set_new(ag, "not_ready_because", jstr_or_null(why));
 	json_object_set_new(ag, "stopping", json_boolean(a->stopping));
 	json_object_set_new(ag, "summary", json_string(sum));
+	if (a->km)
+		json_object_set_new(ag, "kubernetes", kube_mode_json(a));
 	json_object_set_new(ag, "volume_table",
 			    json_string(a->cfg.volume_table));
 	json_object_set_new(ag, "vault", vault);

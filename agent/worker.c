@@ -53,6 +53,7 @@ void job_free(struct job *j)
 	}
 	free(j->items);
 	free(j->others);
+	kjob_free(j->kj);
 	free(j);
 }
 
@@ -75,6 +76,17 @@ static int ensure_client(struct worker *w, struct werr *err)
 }
 
 /* ---- jobs ------------------------------------------------------------------- */
+
+int worker_vctx(struct worker *w, struct volume_ctx *vctx, struct werr *err)
+{
+	*vctx = (struct volume_ctx){.log = &w->log->wlog, .udev = -1};
+	int r = ensure_client(w, err);
+	if (r < 0)
+		return r;
+	vctx->vc = w->vc;
+	vctx->vcfg = w->own;
+	return 0;
+}
 
 static void fill_status(struct job_item *it, const struct volume_status *s)
 {
@@ -115,6 +127,11 @@ static void run_open(struct worker *w, struct job *j)
 	werr_clear(&e);
 	/* Which are mapped already: those are adopted and never touched. */
 	scan_mappings(&vctx, j);
+	/* Kubernetes mode: what each discovered device holds (a blank one is
+	 * formatted here; a foreign one fails its item and is never touched). */
+	for (size_t i = 0; i < j->n; i++)
+		if (j->items[i].discovered && !j->items[i].mapped)
+			discovery_prepare(w, &j->items[i]);
 
 	struct volume_open_req *reqs = calloc(j->n ? j->n : 1, sizeof(*reqs));
 	size_t *of = calloc(j->n ? j->n : 1, sizeof(*of));
@@ -130,6 +147,8 @@ static void run_open(struct worker *w, struct job *j)
 			it->already_open = it->mapped;
 			continue;
 		}
+		if (it->rc < 0)
+			continue; /* discovery_prepare refused it */
 		reqs[m].device = it->device;
 		reqs[m].name = it->name;
 		reqs[m].header = it->header;
@@ -254,6 +273,7 @@ static void run(struct worker *w, struct job *j)
 	case JOB_OPEN: run_open(w, j); break;
 	case JOB_CLOSE: run_close(w, j); break;
 	case JOB_UPKEEP: run_upkeep(w, j); break;
+	case JOB_KUBE: kjob_run(w, j->kj); break;
 	}
 	j->duration_ms = agent_now_ms() - t0;
 }

@@ -12,9 +12,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 
-/* Names every signature libblkid finds ("ext4", "gpt", ...), or "" when none.
- * -EIO when probing itself failed. */
-static int probe_signatures(int fd, char *names, size_t n)
+int volume_probe_signatures(int fd, char *names, size_t n)
 {
 	names[0] = '\0';
 	blkid_probe pr = blkid_new_probe();
@@ -126,7 +124,7 @@ static int check_device(int fd, uint64_t size, const struct volume_format_req *r
 					dev, lbs, lbs);
 	}
 	char found[256];
-	int rc = probe_signatures(fd, found, sizeof(found));
+	int rc = volume_probe_signatures(fd, found, sizeof(found));
 	if (rc < 0)
 		return werr_set(err, rc, "%s: libblkid could not probe it for signatures: %s", dev,
 				strerror(-rc));

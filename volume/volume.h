@@ -278,6 +278,10 @@ struct volume_format_result {
  */
 int volume_format(const struct volume_ctx *ctx, const struct volume_format_req *req,
 		  struct volume_format_result *res, struct werr *err);
+/* Names every signature libblkid finds on fd ("ext4", "gpt", ...), or ""
+ * when none: format's refusal, and the Kubernetes mode's "is it blank?".
+ * -EIO when probing itself failed. */
+int volume_probe_signatures(int fd, char *names, size_t n);
 
 /* ---- header backup and restore ------------------------------------------------- */
 
