@@ -150,6 +150,7 @@ static void entry_gone(struct agent *a, struct vol *v)
 		return;
 	v->k->gone = true;
 	v->in_table = false;
+	kubelet_metric_remove(a, v->name);
 	bool mapped = v->st == VS_OPEN || v->st == VS_CLOSING;
 	alog(a->log, WLOG_INFO, v->name, v->device, "vanished",
 	     "the discovery entry is gone%s", mapped ? "; closing the mapping unless it is in use" : "");

@@ -117,6 +117,8 @@ bool discovery_wd(const struct agent *a, int wd);
 int kubelet_watch_init(struct agent *a, struct werr *err);
 void kubelet_watch_scan(struct agent *a);  /* rescan folders + mounts, update in_use */
 void kubelet_mounts_event(struct agent *a);
+/* The volume left: its wrapd_volume_in_use series goes. */
+void kubelet_metric_remove(struct agent *a, const char *volume);
 
 
 #endif

@@ -103,6 +103,7 @@ void kube_mode_loop_init(struct agent *a)
 	ep_add(a, kube_watch_fd(km->kw), EPOLLIN, TAG_WATCH);
 	ep_add(a, km->ino, EPOLLIN, TAG_INOTIFY);
 	ep_add(a, km->mountfd, EPOLLPRI, TAG_MOUNTS);
+	kubelet_watch_scan(a); /* the metrics registry exists now */
 }
 
 void kube_mode_fini(struct agent *a)

@@ -18,6 +18,7 @@
  * (open count and holders) on the worker.
  */
 #include "agent/kmode.h"
+#include "agent/metrics.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -192,9 +193,27 @@ static void scan_pod(struct agent *a, const char *pods, const char *uid, const s
 	}
 }
 
-/* The metric wrapd_volume_in_use{volume} (1 or 0). agentops' registry
- * (hooks_metrics, agent/metrics.h) is not on main yet: when it lands, set the
- * gauge here; the status socket already shows the same value. */
+/* The metric wrapd_volume_in_use{volume} (1 or 0), in agentops' registry
+ * (agent/metrics.h); NULL before hooks_init (the first scan at start):
+ * kube_mode_loop_init scans again once it exists. */
+static void metric_set(struct agent *a, const struct vol *v)
+{
+	struct metrics *m = hooks_metrics(a);
+	if (!m)
+		return;
+	metrics_gauge(m, "wrapd_volume_in_use",
+		      "1 while a pod uses the volume (kubelet folders and mounts), else 0",
+		      METRIC_LABELS("volume"));
+	metrics_set(m, "wrapd_volume_in_use", v->k->in_use ? 1 : 0, METRIC_LABELS(v->name));
+}
+
+void kubelet_metric_remove(struct agent *a, const char *volume)
+{
+	struct metrics *m = hooks_metrics(a);
+	if (m)
+		metrics_remove(m, "wrapd_volume_in_use", METRIC_LABELS(volume));
+}
+
 static void in_use_changed(struct agent *a, struct vol *v)
 {
 	if (v->k->in_use)
@@ -248,9 +267,13 @@ void kubelet_watch_scan(struct agent *a)
 		closedir(d);
 	}
 	mounts_free(&m);
-	for (size_t i = 0; was && i < a->n; i++)
-		if (a->v[i].k && a->v[i].k->in_use != was[i])
+	for (size_t i = 0; i < a->n; i++) {
+		if (!a->v[i].k)
+			continue;
+		if (was && a->v[i].k->in_use != was[i])
 			in_use_changed(a, &a->v[i]);
+		metric_set(a, &a->v[i]);
+	}
 	free(was);
 	(void)km;
 }

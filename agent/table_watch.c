@@ -51,6 +51,14 @@ int table_watch_init(struct agent *a, struct werr *err)
 	}
 	const char *table = a->cfg.volume_table;
 	int r = add_watch(a, table, &a->table_dir, &a->table_base, &a->table_wd, err);
+	if (r == -ENOENT && a->cfg.kubernetes) {
+		/* Kubernetes mode: the table is optional, and in a pod its
+		 * folder may not exist at all (only the ConfigMap is mounted). */
+		alog(a->log, WLOG_INFO, NULL, table, "watch",
+		     "no folder for the volume table; Kubernetes mode goes on without one");
+		werr_clear(err);
+		r = 0;
+	}
 	if (r < 0)
 		return r;
 	if (a->token_file) {

@@ -11,10 +11,6 @@ EXTRA_DIST += tests/daemonset/host_manifests.py
 
 # The DaemonSet's liveness/readiness probes against the real agent started with the
 # ConfigMap's wrapd.conf (in a network namespace of its own; root only, else a skip).
-# Expected to FAIL until Kubernetes mode makes the volume table optional (the
-# contract: with kubernetes = yes the table is optional; today the agent stops at
-# start because /etc/wrapd/volumes does not exist in the pod). When it XPASSes,
-# delete the XFAIL_TESTS line: the test then guards the probes.
+# With kubernetes = yes the volume table (and its folder) is optional.
 TESTS += tests/daemonset/host_probes.sh
-XFAIL_TESTS = tests/daemonset/host_probes.sh
 EXTRA_DIST += tests/daemonset/host_probes.sh
