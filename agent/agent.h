@@ -91,6 +91,7 @@ struct job_item {
 	unsigned flags;
 	bool adopt_only;           /* noauto: report whether it is mapped, never open */
 	bool discovered;           /* Kubernetes mode: classify first (discovery_prepare) */
+	bool convert;              /* ... and encrypt a plaintext file system in place (convert_existing) */
 	/* out */
 	int rc;
 	bool vault_error;          /* failed asking Vault: retrying may help */
@@ -102,6 +103,7 @@ struct job_item {
 	char luks_uuid[37];
 	int key_version;
 	int kclass;                /* discovered: enum kclass (agent/kmode.h) */
+	int converted;             /* 1 encrypted in place by this job, -1 that failed, 0 not tried */
 	char kdetail[512];
 };
 
@@ -279,6 +281,7 @@ struct json_t;
 void kube_mode_vol_json(const struct vol *v, struct json_t *o);
 struct json_t *kube_mode_json(const struct agent *a);
 void kvol_free(struct kvol *k);
+bool kvol_convert(const struct kvol *k);   /* convert_existing applies to it */
 void kjob_free(struct kjob *kj);
 /* On the worker thread (agent/kube_jobs.c, agent/discovery.c). */
 void kjob_run(struct worker *w, struct kjob *kj);

@@ -139,6 +139,7 @@ static void entry_added(struct agent *a, const char *name)
 	}
 	v->k = k;
 	v->in_table = true;
+	k->convert = a->cfg.convert_existing;
 	snprintf(k->path, sizeof(k->path), "%s", path);
 	kube_pv_name(a->km->node, name, k->pv_name);
 	alog(a->log, WLOG_INFO, name, path, "discovered", "PV name %s", k->pv_name);
@@ -188,6 +189,17 @@ void discovery_scan(struct agent *a)
 
 /* ------------------------------------------------------------ on the worker */
 
+/* File systems the engine can take (one signature, a file system, not a
+ * partition table, swap, RAID member or someone's encryption). */
+static bool plaintext_fs(const char *t)
+{
+	static const char *const ok[] = {"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", NULL};
+	for (const char *const *p = ok; *p; p++)
+		if (!strcmp(t, *p))
+			return true;
+	return false;
+}
+
 static void foreign(struct job_item *it, int cls, int rc, const char *fmt, ...) _printf_(4, 5);
 static void foreign(struct job_item *it, int cls, int rc, const char *fmt, ...)
 {
@@ -198,6 +210,34 @@ static void foreign(struct job_item *it, int cls, int rc, const char *fmt, ...)
 	it->kclass = cls;
 	it->rc = rc;
 	snprintf(it->msg, sizeof(it->msg), "%s: %s", it->device, it->kdetail);
+}
+
+/* convert_existing: the engine encrypts the plaintext file system in place
+ * (or finishes a conversion that was interrupted), then the open job opens
+ * it. The engine refuses, device unchanged, anything in use or without the
+ * 17 MiB it needs at the end. It runs on the worker: other jobs wait. */
+static void convert(struct worker *w, struct job_item *it, bool resume, const char *what)
+{
+	struct werr e;
+	werr_clear(&e);
+	struct volume_ctx vctx;
+	struct volume_convert_req rq = {.device = it->device};
+	struct conv_result res = {0};
+	int r = worker_vctx(w, &vctx, &e);
+	if (r == 0)
+		r = resume ? volume_resume(&vctx, &rq, &res, &e) : volume_encrypt(&vctx, &rq, &res, &e);
+	if (r < 0) {
+		it->converted = -1;
+		foreign(it, KC_FOREIGN, r, "holds %s; convert_existing: encrypting it in place failed: %s",
+			what, werr_str(&e, r));
+		return;
+	}
+	it->converted = 1;
+	it->kclass = KC_WRAPD;
+	snprintf(it->kdetail, sizeof(it->kdetail),
+		 "held %s: %s in place (%llu bytes in %.1f s), LUKS UUID %s", what,
+		 res.resumed ? "its interrupted encryption finished" : "encrypted",
+		 (unsigned long long)res.bytes, res.seconds, res.uuid);
 }
 
 void discovery_prepare(struct worker *w, struct job_item *it)
@@ -226,9 +266,16 @@ void discovery_prepare(struct worker *w, struct job_item *it)
 	int r = luks2_hdr_read(fd, it->device, &hdr, NULL, &e);
 	if (r == 0) {
 		bool ours = hdr->has_wrapd_token || hdr->has_conversion_state;
+		bool converting = hdr->has_conversion_state;
 		char uuid[LUKS2_UUID_LEN + 1];
 		snprintf(uuid, sizeof(uuid), "%s", hdr->uuid);
 		luks2_hdr_free(hdr);
+		if (converting && it->convert) {
+			close(fd); /* the engine opens the device itself */
+			fd = -1;
+			convert(w, it, true, "a conversion in progress");
+			return;
+		}
 		if (ours) {
 			it->kclass = KC_WRAPD;
 			return; /* the open job opens it */
@@ -248,6 +295,13 @@ void discovery_prepare(struct worker *w, struct job_item *it)
 	if (r < 0) {
 		it->rc = r;
 		snprintf(it->msg, sizeof(it->msg), "%s: libblkid could not probe it", it->device);
+		return;
+	}
+	if (sigs[0] && it->convert && !strchr(sigs, ',') && strcmp(sigs, "unknown") &&
+	    plaintext_fs(sigs)) {
+		close(fd);
+		fd = -1;
+		convert(w, it, false, sigs);
 		return;
 	}
 	if (sigs[0]) {

@@ -30,6 +30,7 @@ const char *kclass_name(int c);
 /* Per discovered volume (struct vol's k). */
 struct kvol {
 	char path[4096];           /* discovery_dir/<name> */
+	bool convert;              /* convert_existing = yes when it was discovered */
 	bool gone;                 /* the entry vanished */
 	int kclass;
 	char kdetail[512];         /* foreign: what it holds and the command that converts it */

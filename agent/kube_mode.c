@@ -44,6 +44,11 @@ void kvol_free(struct kvol *k)
 	free(k);
 }
 
+bool kvol_convert(const struct kvol *k)
+{
+	return k->convert;
+}
+
 void kjob_free(struct kjob *kj)
 {
 	free(kj);
@@ -553,6 +558,10 @@ void kube_mode_open_item(struct agent *a, struct vol *v, const struct job_item *
 		k->kclass = it->kclass;
 	if (it->kdetail[0])
 		snprintf(k->kdetail, sizeof(k->kdetail), "%s", it->kdetail);
+	if (it->converted)
+		kmode_event(a, v, k->pv_name, it->converted < 0,
+			    it->converted > 0 ? "ConvertDone" : "ConvertFailed", "%s: %s", k->path,
+			    it->converted > 0 ? it->kdetail : it->msg);
 	if ((k->kclass == KC_FOREIGN || k->kclass == KC_NOT_BLOCK) && !k->foreign_said) {
 		k->foreign_said = true;
 		kmode_event(a, v, k->pv_name, true, "ForeignDevice", "%s: %s", k->path, k->kdetail);

@@ -222,6 +222,7 @@ static int item_set(struct job_item *it, const struct vol *v)
 	it->flags = v->flags;
 	it->key_version = -1;
 	it->discovered = v->k != NULL;
+	it->convert = v->k && kvol_convert(v->k);
 	if (it->name && (it->device || !v->device) && (it->header || !v->header))
 		return 0;
 	free(it->name);
