@@ -186,9 +186,13 @@ class Manifests(unittest.TestCase):
         # the config file is the ConfigMap's key at the path the args name
         args = c["args"]
         cfg = args[args.index("--config") + 1]
-        cm_mount = mounts[os.path.dirname(cfg)]
+        # by subPath: kubelet makes a ConfigMap's folder mode 0777, which wrapd refuses
+        # (test_check_config shows both layouts)
+        self.assertNotIn(os.path.dirname(cfg), mounts, "the ConfigMap's folder is mounted")
+        cm_mount = mounts[cfg]
         self.assertEqual(vols[cm_mount["name"]]["configMap"]["name"],
                          k["ConfigMap"][0]["metadata"]["name"])
+        self.assertEqual(cm_mount.get("subPath"), "wrapd.conf")
         self.assertEqual(os.path.basename(cfg), "wrapd.conf")
         self.assertTrue(cm_mount["readOnly"])
         # Vault's token: projected, audience vault, at vault_jwt_file
@@ -265,6 +269,21 @@ class Manifests(unittest.TestCase):
             p = subprocess.run([wrapd, "--config", f, "--check-config"], capture_output=True,
                                text=True, env=env, timeout=60)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            # kubelet's layout of a ConfigMap folder (pkg/volume/util/atomic_writer.go:
+            # the folder 0777, a timestamped folder 0755, the ..data link, one link per key):
+            # refused, naming the folder; which is why the DaemonSet mounts by subPath
+            cm = os.path.join(tmp, "configmap")
+            ts = os.path.join(cm, "..2026_11_30_08_00_00.123456789")
+            os.makedirs(ts)
+            os.chmod(cm, 0o777)
+            shutil.copy(f, os.path.join(ts, "wrapd.conf"))
+            os.chmod(os.path.join(ts, "wrapd.conf"), 0o400)
+            os.symlink(os.path.basename(ts), os.path.join(cm, "..data"))
+            os.symlink("..data/wrapd.conf", os.path.join(cm, "wrapd.conf"))
+            p = subprocess.run([wrapd, "--config", os.path.join(cm, "wrapd.conf"), "--check-config"],
+                               capture_output=True, text=True, env=env, timeout=60)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn("its directory %s is world-writable" % cm, p.stderr)
             # the parser is the real one: an unknown key fails it
             with open(f, "a") as fh:
                 fh.write("kube_nonsense = 1\n")
