@@ -83,13 +83,17 @@ static void usage(const char *cmd, FILE *out)
 			"FILE (created, 16 MiB) holds the header.\n");
 	else
 		fprintf(out,
-			"Usage: wrapctl %s DEVICE [--header FILE] [--json] [--vault-key K] [--vault-mount M]\n"
+			"Usage: wrapctl %s DEVICE [--header FILE] [--json] [--vault-key K] [--vault-mount M]%s\n"
 			"%s\n",
-			cmd,
-			!strcmp(cmd, "rekey") ? "Re-encrypts every sector with a new volume key from Vault."
+			cmd, strcmp(cmd, "decrypt") ? "\n       [--max-rate MiB/s]" : "",
+			!strcmp(cmd, "rekey") ? "Re-encrypts every sector with a new volume key from Vault; online (the\n"
+						"volume stays open and in use) when its wrapd mapping is open."
 			: !strcmp(cmd, "decrypt")
 				? "Turns DEVICE back to plaintext in place (a shifted volume is shifted back)."
-				: "Continues an interrupted encrypt, rekey or decrypt.");
+				: "Continues an interrupted encrypt, rekey or decrypt (a rekey online when\n"
+				  "the volume's wrapd mapping is open).");
+	if (strcmp(cmd, "encrypt") && strcmp(cmd, "decrypt"))
+		fprintf(out, "--max-rate N limits an online rekey to N MiB/s.\n");
 	fprintf(out, "SIGINT/SIGTERM stop at a checkpoint; 'wrapctl resume DEVICE' continues.\n");
 }
 
@@ -104,15 +108,16 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		{"tail-is-free", no_argument, NULL, 'T'},
 		{"json", no_argument, NULL, 'j'},
 		{"sector-size", required_argument, NULL, 's'},
+		{"max-rate", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		CLI_VAULT_LONGOPTS,
 		{0},
 	};
 	const char *header = NULL;
 	bool tail_free = false, json = ctx->json;
-	uint64_t ss = 0;
+	uint64_t ss = 0, rate = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "H:Tjs:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:Tjs:r:h", opts, NULL)) != -1) {
 		if (cli_vault_option(ctx, c, optarg))
 			continue;
 		switch (c) {
@@ -130,6 +135,11 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		case 's':
 			if (op != CONV_ENCRYPT || parse_u64(optarg, &ss) < 0 || ss > 4096)
 				return cli_fail(ctx, "--sector-size takes 512, 1024, 2048 or 4096 (encrypt only)");
+			break;
+		case 'r':
+			if ((op != CONV_REKEY && op != CONV_RESUME) || parse_u64(optarg, &rate) < 0 ||
+			    !rate || rate > (1ull << 30))
+				return cli_fail(ctx, "--max-rate takes a rate in MiB/s, 1 or more (rekey and resume only)");
 			break;
 		case 'h':
 			usage(cmd, stdout);
@@ -161,6 +171,7 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		.progress = on_progress,
 		.progress_arg = &pr,
 		.stop = &stop_flag,
+		.max_rate = rate << 20,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);
@@ -200,8 +211,8 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 	if (rc < 0)
 		return cli_fail(ctx, "%s", werr_str(&err, rc));
 	if (!json)
-		fprintf(stderr, "wrapctl: %s%s of %s done: %.1f MiB in %.1f s (%.1f MiB/s)%s\n",
-			res.resumed ? "resumed " : "", conv_op_name(res.op), dev,
+		fprintf(stderr, "wrapctl: %s%s%s of %s done: %.1f MiB in %.1f s (%.1f MiB/s)%s\n",
+			res.resumed ? "resumed " : "", rq.online ? "online " : "", conv_op_name(res.op), dev,
 			(double)res.bytes / 1048576.0, res.seconds, mibs,
 			res.op == CONV_DECRYPT && header ? "; the header file no longer opens it" : "");
 	return 0;

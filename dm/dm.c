@@ -243,7 +243,7 @@ int dmcrypt_suspend(const struct dmcrypt_ctx *ctx, const char *name, bool flush,
 {
 	DM_SESSION(ctx);
 	_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_SUSPEND, name);
-	if (!dmt || (!flush && !dm_task_no_flush(dmt)))
+	if (!dmt || (!flush && (!dm_task_no_flush(dmt) || !dm_task_skip_lockfs(dmt))))
 		return werr_set(err, -ENOMEM, "suspend %s: out of memory", name);
 	if (!dm_task_run(dmt))
 		return dm_fail(err, task_errno(dmt), "suspend", name);
@@ -373,10 +373,11 @@ static int append_fmt(char **buf, size_t *len, const char *fmt, ...)
 }
 
 /* All targets of a TABLE or STATUS task as "start len type params" lines. */
-static int collect_targets(int type, const char *name, char **out)
+static int collect_targets_x(int type, const char *name, bool inactive, char **out)
 {
 	_cleanup_dm_task_ struct dm_task *dmt = task_for(type, name);
-	if (!dmt || (type == DM_DEVICE_TABLE && !dm_task_secure_data(dmt)))
+	if (!dmt || (type == DM_DEVICE_TABLE && !dm_task_secure_data(dmt)) ||
+	    (inactive && !dm_task_query_inactive_table(dmt)))
 		return -ENOMEM;
 	if (!dm_task_run(dmt))
 		return task_errno(dmt);
@@ -401,6 +402,11 @@ static int collect_targets(int type, const char *name, char **out)
 	}
 	*out = buf;
 	return 0;
+}
+
+static int collect_targets(int type, const char *name, char **out)
+{
+	return collect_targets_x(type, name, false, out);
 }
 
 int dmcrypt_query(const struct dmcrypt_ctx *ctx, const char *name, struct dmcrypt_info *info,
@@ -514,4 +520,106 @@ int dmcrypt_list(const struct dmcrypt_ctx *ctx, const char *uuid_prefix, char **
 	qsort(names, count, sizeof(char *), cmp_names);
 	*names_out = names;
 	return 0;
+}
+
+/* ---- tables of several targets (online rekey) ------------------------------ */
+
+static int add_lines(struct dm_task *dmt, const struct dm_line *lines, size_t n)
+{
+	uint64_t at = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (lines[i].start != at || !lines[i].length)
+			return -EINVAL;
+		if (!dm_task_add_target(dmt, lines[i].start, lines[i].length, lines[i].type,
+					lines[i].params))
+			return -ENOMEM;
+		at += lines[i].length;
+	}
+	return n ? 0 : -EINVAL;
+}
+
+int dm_load_lines(const struct dmcrypt_ctx *ctx, const char *name, const struct dm_line *lines,
+		  size_t n, struct werr *err)
+{
+	_cleanup_dmcrypt_info_ struct dmcrypt_info info = { 0 };
+	int rc = dmcrypt_query(ctx, name, &info, err);
+	if (rc < 0)
+		return rc;
+	DM_SESSION(ctx);
+	_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RELOAD, name);
+	if (!dmt || (info.read_only && !dm_task_set_ro(dmt)) || !dm_task_secure_data(dmt))
+		return werr_set(err, -ENOMEM, "reload %s: out of memory", name);
+	if ((rc = add_lines(dmt, lines, n)) < 0)
+		return werr_set(err, rc, "reload %s: bad table", name);
+	if (!dm_task_run(dmt)) {
+		rc = task_errno(dmt);
+		if (rc == -ENOKEY || rc == -EKEYREVOKED || rc == -EKEYEXPIRED)
+			return werr_set(err, rc, "reload %s: a key of the new table is not in this "
+					"thread's keyrings", name);
+		return dm_fail(err, rc, "reload", name);
+	}
+	return 0;
+}
+
+int dm_create_lines(const struct dmcrypt_ctx *ctx, const char *name, const char *dm_uuid,
+		    const struct dm_line *lines, size_t n, struct werr *err)
+{
+	if (!dmcrypt_name_valid(name))
+		return werr_set(err, -EINVAL, "'%s' is not a valid mapping name", name ? name : "");
+	DM_SESSION(ctx);
+	int rc = 0;
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CREATE, name);
+		if (!dmt || !dm_task_set_uuid(dmt, dm_uuid) ||
+		    !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
+			return werr_set(err, -ENOMEM, "create %s: out of memory", name);
+		if (!dm_task_run(dmt))
+			return dm_fail(err, task_errno(dmt), "create", name);
+	}
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RELOAD, name);
+		if (!dmt || !dm_task_secure_data(dmt))
+			rc = -ENOMEM;
+		else if ((rc = add_lines(dmt, lines, n)) == 0 && !dm_task_run(dmt))
+			rc = task_errno(dmt);
+	}
+	if (rc == 0) {
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RESUME, name);
+		if (!dmt || !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
+			rc = -ENOMEM;
+		else
+			rc = run_node_task(ctx, dmt);
+		if (rc == 0)
+			return 0;
+	}
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_REMOVE, name);
+		if (dmt)
+			(void)run_node_task(ctx, dmt);
+	}
+	return dm_fail(err, rc, "create", name);
+}
+
+int dm_clear_inactive(const struct dmcrypt_ctx *ctx, const char *name, struct werr *err)
+{
+	DM_SESSION(ctx);
+	_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CLEAR, name);
+	if (!dmt)
+		return werr_set(err, -ENOMEM, "clear %s: out of memory", name);
+	if (!dm_task_run(dmt))
+		return dm_fail(err, task_errno(dmt), "clear the inactive table of", name);
+	return 0;
+}
+
+int dm_inactive_table(const struct dmcrypt_ctx *ctx, const char *name, char **table,
+		      struct werr *err)
+{
+	DM_SESSION(ctx);
+	int rc = collect_targets_x(DM_DEVICE_TABLE, name, true, table);
+	return rc < 0 ? dm_fail(err, rc, "query the inactive table of", name) : 0;
+}
+
+int dm_suspend_noflush(const struct dmcrypt_ctx *ctx, const char *name, struct werr *err)
+{
+	return dmcrypt_suspend(ctx, name, false, err);
 }

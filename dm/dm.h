@@ -138,4 +138,30 @@ int dmcrypt_suspend(const struct dmcrypt_ctx *ctx, const char *name, bool flush,
 		    struct werr *err) _must_check_;
 int dmcrypt_resume(const struct dmcrypt_ctx *ctx, const char *name, struct werr *err) _must_check_;
 
+/* ---- tables of several targets (online rekey) ---------------- */
+
+/* One line of a table: "start length type params" (512-byte sectors). */
+struct dm_line {
+	uint64_t start, length;
+	const char *type;          /* "crypt", "linear" */
+	char *params;              /* owned by the caller */
+};
+/* Loads lines[0..n) as the inactive table of `name` (keys named by crypt
+ * lines must be in the thread's keyrings now; the mapping's read-only flag
+ * is kept). The lines must tile [0, total) without gaps. */
+int dm_load_lines(const struct dmcrypt_ctx *ctx, const char *name, const struct dm_line *lines,
+		  size_t n, struct werr *err) _must_check_;
+/* Creates and resumes a device with the full dm UUID `dm_uuid` (not a
+ * CRYPT-LUKS2 one: a helper device, never listed as a volume). */
+int dm_create_lines(const struct dmcrypt_ctx *ctx, const char *name, const char *dm_uuid,
+		    const struct dm_line *lines, size_t n, struct werr *err) _must_check_;
+/* Drops the inactive table of `name` (none: success). */
+int dm_clear_inactive(const struct dmcrypt_ctx *ctx, const char *name, struct werr *err) _must_check_;
+/* The inactive table as text ("" when none), keys masked; malloc'ed. */
+int dm_inactive_table(const struct dmcrypt_ctx *ctx, const char *name, char **table,
+		      struct werr *err) _must_check_;
+/* Suspend without flushing and without freezing the filesystem on it
+ * (in-flight I/O still completes; new I/O queues until resume). */
+int dm_suspend_noflush(const struct dmcrypt_ctx *ctx, const char *name, struct werr *err) _must_check_;
+
 #endif

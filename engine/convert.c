@@ -18,9 +18,12 @@
 static int open_files(struct conv *c)
 {
 	const struct conv_params *p = c->p;
-	int rc = luks2_device_open(&c->dv, p->device, NULL,
-				   LUKS2_DEV_WRITE | LUKS2_DEV_EXCL | LUKS2_DEV_LOCK_EX | LUKS2_DEV_UNUSED,
-				   c->err);
+	/* Online, the mapping holds the device (the caller checked that it is
+	 * the volume's own wrapd mapping and nothing else). */
+	unsigned how = LUKS2_DEV_WRITE | LUKS2_DEV_LOCK_EX;
+	if (!p->online)
+		how |= LUKS2_DEV_EXCL | LUKS2_DEV_UNUSED;
+	int rc = luks2_device_open(&c->dv, p->device, NULL, how, c->err);
 	if (rc < 0)
 		return rc;
 	c->bfd = c->dv.dev.fd;
@@ -127,7 +130,8 @@ static int conv_open(struct conv *c)
 int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *err)
 {
 	struct conv C = {.p = p, .err = err, .what = p->device, .bfd = -1, .dfd = -1, .hfd_own = -1,
-			 .dv = LUKS2_DEVICE_INIT, .hf = BDEV_INIT, .detached = p->header != NULL};
+			 .dv = LUKS2_DEVICE_INIT, .hf = BDEV_INIT, .detached = p->header != NULL,
+			 .guard_fd = -1};
 	struct conv *c = &C;
 	if (p->test)
 		c->hooks = *p->test;

@@ -88,6 +88,41 @@ struct conv_progress {
 	uint64_t done, total;       /* bytes */
 };
 
+/*
+ * Online rekey: the live mapping, as the engine sees it. volume/ implements
+ * it on dm/ and keyring/ (volume/online.c); the crash tests simulate it.
+ * The user's mapping keeps its name; its table is
+ *   [0,done) new key | [za,zb) through the zone device | [zb,size) old key
+ * and the zone device is a crypt target over the whole data area whose key
+ * matches what the zone holds: the old key while the zone is held (I/O
+ * queued) and converted, the new key once it is released converted.
+ * Positions are data positions in bytes.
+ */
+struct conv_online {
+	/* Once, before anything else: both keys (borrowed for the run: the
+	 * driver puts them into the keyring around each table load) and the
+	 * digest ids that name them. Creates the zone device when missing. */
+	int (*begin)(void *arg, const struct secbuf *old_vk, const struct secbuf *new_vk,
+		     unsigned old_digest, unsigned new_digest, struct werr *err);
+	/* What a dead run left in the kernel, made consistent where that needs
+	 * no key: a suspended mapping is resumed on its previous table. When
+	 * a zone is still held and its release depends on the data (*held),
+	 * [*za,*zb) is that zone: the engine converts it (or finds it
+	 * untouched) and calls release. */
+	int (*inspect)(void *arg, uint64_t *za, uint64_t *zb, bool *held, struct werr *err);
+	/* Moves the zone to [za,zb) (the previous one released) and holds it. */
+	int (*hold)(void *arg, uint64_t za, uint64_t zb, struct werr *err);
+	/* Lets the held I/O through: on the new key when converted, else on
+	 * the old key (the zone was not written). */
+	int (*release)(void *arg, bool converted, struct werr *err);
+	/* Done: one crypt target with the new key; the zone device removed. */
+	int (*finish)(void *arg, struct werr *err);
+	void *arg;
+	uint64_t map_size;          /* bytes the live mapping covers: must be the data size */
+	uint64_t max_rate;          /* bytes per second over the whole run; 0: no limit */
+	bool no_guardian;           /* tests: no guardian process */
+};
+
 struct conv_params {
 	const char *device;
 	const char *header;          /* detached header file, or NULL */
@@ -95,6 +130,8 @@ struct conv_params {
 	uint32_t sector_size;        /* encrypt: 0 = 4096, or 512 when the fs needs it */
 	bool tail_is_free;           /* encrypt without a recognised filesystem */
 	const struct conv_keyprov *keys;
+	/* Online rekey (or resume of one) of a mapped volume; NULL: offline. */
+	const struct conv_online *online;
 	/* tuning (0 = defaults) */
 	size_t chunk, pool;
 	uint64_t hotzone;
@@ -132,5 +169,22 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
  * is in progress and which. *op is CONV_RESUME when none is.
  */
 int conv_status(const char *device, const char *header, enum conv_op *op, struct werr *err);
+
+struct luks2_device;
+/*
+ * Opening a volume in the middle of a rekey (volume_open): with the device
+ * opened for writing and locked exclusively by the caller, and both keys
+ * (checked here against their digests), finishes the hotzone a crash may
+ * have left half-written (from its journal) and commits it. The boundary,
+ * *done: [0,done) is under the new key, [done,size) under the old.
+ * old_digest and new_digest name the keys. -EOPNOTSUPP when the header holds
+ * no rekey in progress.
+ */
+int conv_rekey_prepare_open(struct luks2_device *dv, const struct secbuf *old_vk,
+			    const struct secbuf *new_vk, uint64_t *done, unsigned *old_digest,
+			    unsigned *new_digest, struct werr *err);
+/* The new key's token of a rekey in progress (for the caller to unwrap). */
+struct wrapd_token;
+int conv_rekey_new_token(const struct luks2_device *dv, struct wrapd_token *tok, struct werr *err);
 
 #endif

@@ -41,6 +41,8 @@ struct run_ctx {
 	struct conv *c;
 	uint64_t hotzone;
 	bool bubble;      /* shift decrypt: keep the bubble out of the next hotzone */
+	bool online;      /* one held zone: no commit at its end (the next one records it) */
+	bool journaled;   /* online: the zone's journal and commit are durable */
 };
 
 static int bubble_write(struct conv *c, uint64_t where);
@@ -56,6 +58,8 @@ static int bubble_write(struct conv *c, uint64_t where);
  */
 static int check_no_loop_since(struct conv *c)
 {
+	if (c->p->online)
+		return 0; /* a file's mapping sits on a loop of it: that is the point */
 	const struct bdev *b[2] = {&c->dv.dev, c->hf.fd >= 0 ? &c->hf : NULL};
 	for (unsigned i = 0; i < 2; i++) {
 		struct bdev_loop l;
@@ -76,6 +80,8 @@ static int checkpoint_cb(void *arg, uint64_t done, const struct engine_hotzone *
 	struct run_ctx *rx = arg;
 	struct conv *c = rx->c;
 	int rc;
+	if (rx->online && !next)
+		return 0; /* data fsynced; the next zone's commit (or the finish) records it */
 	if (rx->bubble && next) {
 		/* The bubble [b, b+L) must stay out of the hotzone's destination
 		 * [start,end) and below its sources (OFF+start): move it up into
@@ -112,6 +118,8 @@ static int checkpoint_cb(void *arg, uint64_t done, const struct engine_hotzone *
 	}
 	rc = hdr_commit(c);
 	if (rc == 0 && next)
+		rx->journaled = true;
+	if (rc == 0 && next)
 		rc = check_no_loop_since(c);
 	return rc;
 }
@@ -127,9 +135,9 @@ static void progress_cb(void *arg, uint64_t n)
 	}
 }
 
-static int run_engine_x(struct conv *c, uint64_t start, uint64_t end, bool desc,
-			uint64_t src_base, uint64_t dst_base, unsigned src_file, unsigned dst_file,
-			bool hash, uint64_t hotzone_max, bool bubble)
+static int run_engine_rx(struct conv *c, uint64_t start, uint64_t end, bool desc,
+			 uint64_t src_base, uint64_t dst_base, unsigned src_file, unsigned dst_file,
+			 bool hash, uint64_t hotzone_max, struct run_ctx *rxp)
 {
 	uint64_t hz = c->p->hotzone ? c->p->hotzone : HOTZONE_DEFAULT;
 	if (hz > hotzone_max)
@@ -138,7 +146,9 @@ static int run_engine_x(struct conv *c, uint64_t start, uint64_t end, bool desc,
 	if (hz < chunk)
 		chunk = (size_t)hz;
 	hz -= hz % chunk;
-	struct run_ctx rx = {.c = c, .hotzone = hz, .bubble = bubble};
+	struct run_ctx rx = *rxp;
+	rx.c = c;
+	rx.hotzone = hz;
 	struct engine_run r = {
 		.io = c->io,
 		.src_file = src_file,
@@ -164,7 +174,29 @@ static int run_engine_x(struct conv *c, uint64_t start, uint64_t end, bool desc,
 		.cb_arg = &rx,
 		.stop = c->p->stop,
 	};
-	return engine_run(&r, c->err);
+	int rc = engine_run(&r, c->err);
+	*rxp = rx;
+	return rc;
+}
+
+static int run_engine_x(struct conv *c, uint64_t start, uint64_t end, bool desc,
+			uint64_t src_base, uint64_t dst_base, unsigned src_file, unsigned dst_file,
+			bool hash, uint64_t hotzone_max, bool bubble)
+{
+	struct run_ctx rx = {.bubble = bubble};
+	return run_engine_rx(c, start, end, desc, src_base, dst_base, src_file, dst_file, hash,
+			     hotzone_max, &rx);
+}
+
+/* Online: one held zone [a,b) (one hotzone: journal + commit, then the
+ * writes, then an fsync; no commit at its end). *journaled tells whether
+ * the zone may have been written. */
+int run_zone(struct conv *c, uint64_t a, uint64_t b, uint64_t jhz, bool *journaled)
+{
+	struct run_ctx rx = {.online = true};
+	int rc = run_engine_rx(c, a, b, false, c->seg_off, c->seg_off, 0, 0, true, jhz, &rx);
+	*journaled = rx.journaled;
+	return rc;
 }
 
 static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, uint64_t src_base,
@@ -177,7 +209,9 @@ static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, u
 
 /* ---- in-place conversions (detached encrypt/decrypt, rekey) ---------------------- */
 
-static int do_inplace(struct conv *c)
+/* The journal's hotzone size (recorded in the state the first time) and
+ * whether the header's keyslots area holds its two slots. */
+int inplace_jhz(struct conv *c, uint64_t *jhzp)
 {
 	uint64_t hz = c->p->hotzone ? c->p->hotzone : HOTZONE_DEFAULT;
 	size_t chunk = c->p->chunk ? c->p->chunk : 1024 * 1024;
@@ -196,6 +230,16 @@ static int do_inplace(struct conv *c)
 		st_set_u64(c->state, "jhotzone", hz);
 		jhz = hz;
 	}
+	*jhzp = jhz;
+	return 0;
+}
+
+static int do_inplace(struct conv *c)
+{
+	uint64_t jhz;
+	int rc0 = inplace_jhz(c, &jhz);
+	if (rc0 < 0)
+		return rc0;
 	uint64_t done = st_u64(c->state, "done");
 	uint64_t a = st_u64(c->state, "hz_start"), e = st_u64(c->state, "hz_end");
 	if (done == UINT64_MAX || done > c->size)
@@ -396,7 +440,7 @@ static int do_shift_decrypt(struct conv *c)
 
 /* ---- finishing --------------------------------------------------------------------- */
 
-static int finish_header(struct conv *c)
+int conv_finish_header(struct conv *c)
 {
 	int rc = 0;
 	if (c->op == CONV_REKEY) {
@@ -493,6 +537,8 @@ int conv_execute(struct conv *c)
 		c->done_bytes = c->shift && c->op == CONV_ENCRYPT ? c->U - d0 : d0;
 
 	int rc;
+	if (c->p->online)
+		return online_execute(c);
 	if (c->shift && c->op == CONV_ENCRYPT)
 		rc = do_shift_encrypt(c);
 	else if (c->shift)
@@ -505,5 +551,5 @@ int conv_execute(struct conv *c)
 		return 0; /* The header is gone: the device is plain. */
 	if (c->detached && c->op == CONV_DECRYPT)
 		return retire_header_file(c);
-	return finish_header(c);
+	return conv_finish_header(c);
 }

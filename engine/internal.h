@@ -240,6 +240,9 @@ struct conv {
 	bool have_hdr;              /* a valid header (possibly recovered from the park) */
 	bool torn_new_file;         /* a header file whose first commit was torn */
 	bool finished;              /* recovery completed the whole conversion */
+	/* online rekey (online.c) */
+	int guard_fd;               /* write end of the guardian's pipe, or -1 */
+	pid_t guard_pid;
 };
 
 /* ---- small helpers (records.c) */
@@ -384,12 +387,27 @@ int plan_from_header(struct conv *c);
 int load_keys(struct conv *c, bool with_new);
 int token_from_json(json_t *j, struct wrapd_token *t);
 
+/* The journal hash key from the state (fresh: record "siphash-vk"). */
+int journal_key_setup(struct conv *c, bool fresh);
+
 /* ---- execution (execute.c) */
 
 /* Commits c->hdr (with c->state) through format/ and the I/O backend. */
 int hdr_commit(struct conv *c);
 /* Runs the planned conversion to the end (or to -EINTR) and finishes it. */
 int conv_execute(struct conv *c);
+/* The header after the last sector: the new token and digest (rekey),
+ * requirement and state gone, journal wiped; committed. */
+int conv_finish_header(struct conv *c);
+/* The in-place journal's hotzone size (recorded in the state). */
+int inplace_jhz(struct conv *c, uint64_t *jhz);
+/* Online: one held zone; *journaled when it may have been written. */
+int run_zone(struct conv *c, uint64_t a, uint64_t b, uint64_t jhz, bool *journaled);
+
+/* ---- online rekey (online.c) */
+
+/* Runs (or resumes) a rekey on the live mapping, c->p->online. */
+int online_execute(struct conv *c);
 
 /* ---- recovery (recover.c) */
 

@@ -1,7 +1,7 @@
 # engine module build rules (owned by the engine module).
 libwrapd_a_SOURCES += engine/engine.h engine/internal.h engine/xts.c engine/io.c \
 	engine/pipeline.c engine/fsprobe.c engine/records.c engine/plan.c engine/execute.c \
-	engine/recover.c engine/convert.c
+	engine/recover.c engine/convert.c engine/online.c
 EXTRA_DIST += engine/README.md
 
 check_PROGRAMS += tests/engine/host_engine
@@ -16,6 +16,14 @@ tests_engine_host_engine_crash_SOURCES = tests/engine/host_engine_crash.c tests/
 tests_engine_host_engine_crash_CFLAGS = $(UNIT_CFLAGS)
 tests_engine_host_engine_crash_LDADD = $(UNIT_LIBS)
 dist_noinst_SCRIPTS += tests/crash/run-crash-full
+
+# The online rekey's protocol against a simulated live mapping: SIGKILL (with
+# the guardian) and power loss at random ops and driver steps.
+check_PROGRAMS += tests/engine/host_engine_online
+TESTS += tests/engine/host_engine_online
+tests_engine_host_engine_online_SOURCES = tests/engine/host_engine_online.c tests/engine/engine_testlib.h
+tests_engine_host_engine_online_CFLAGS = $(UNIT_CFLAGS)
+tests_engine_host_engine_online_LDADD = $(UNIT_LIBS)
 
 TESTS += tests/engine/host_convert_refusals.sh
 dist_noinst_SCRIPTS += tests/engine/host_convert_refusals.sh
@@ -55,3 +63,4 @@ tests_engine_host_engine_blockdev_LDADD = $(UNIT_LIBS)
 # Issue 10 item 4 in the VM: SIGSEGV during a conversion writes no core with
 # key bytes (changes kernel.core_pattern, so only in the guest).
 dist_noinst_SCRIPTS += tests/engine/vm_coredump.sh
+dist_noinst_SCRIPTS += tests/engine/vm_online_rekey.sh

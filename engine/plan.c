@@ -363,7 +363,7 @@ static bool blank_header_file(struct conv *c)
  * VK of the encrypted side (issue 10 item 9): the journal holds hashes of
  * plaintext until the run ends, and unkeyed they would confirm guesses. A
  * state without "jhash" was started by an earlier version: seeded hash. */
-static int journal_key_setup(struct conv *c, bool fresh)
+int journal_key_setup(struct conv *c, bool fresh)
 {
 	if (c->shift)
 		return 0;

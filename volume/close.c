@@ -27,7 +27,22 @@ struct crypt_line {
 	uint32_t sector_size;
 	char flags[256];
 };
+static int parse_crypt_line1(const char *table, struct crypt_line *c);
+
+/* The first crypt line of a table (a mapping in the middle of an online
+ * rekey starts with the zone's linear line when the zone is at 0). */
 static int parse_crypt_line(const char *table, struct crypt_line *c)
+{
+	for (const char *p = table; p && *p;) {
+		if (parse_crypt_line1(p, c) == 0)
+			return 0;
+		p = strchr(p, '\n');
+		p = p ? p + 1 : NULL;
+	}
+	return -EINVAL;
+}
+
+static int parse_crypt_line1(const char *table, struct crypt_line *c)
 {
 	memset(c, 0, sizeof(*c));
 	unsigned long long start, len, iv, off;
@@ -118,7 +133,21 @@ int volume_close(const struct volume_ctx *ctx, const char *name, bool deferred, 
 	}
 	if (deferred)
 		return deferred_remove(&d, name, err);
-	return dmcrypt_remove(&d, name, err);
+	/* The zone device of an online rekey interrupted while this mapping
+	 * was open goes with it (nothing else uses it). */
+	char luks_uuid[37] = "";
+	_cleanup_dmcrypt_info_ struct dmcrypt_info info = {0};
+	struct werr e2 = {0};
+	struct crypt_line c;
+	if (dmcrypt_query(&d, name, &info, &e2) == 0 && parse_crypt_line(info.table, &c) == 0) {
+		const char *u = strstr(c.key, ":logon:wrapd:");
+		if (u)
+			snprintf(luks_uuid, sizeof(luks_uuid), "%.36s", u + 13);
+	}
+	r = dmcrypt_remove(&d, name, err);
+	if (r == 0 && luks_uuid[0])
+		(void)online_zone_cleanup(&d, luks_uuid);
+	return r;
 }
 
 /* The backing file of a loop device, from sysfs. */

@@ -26,10 +26,26 @@ static int kp_unwrap(void *arg, const struct wrapd_token *tok, struct secbuf *vk
 	return vkey_unwrap(kp->ctx, &kp->gs, tok, vk, err);
 }
 
-int volume_convert(const struct volume_ctx *ctx, const struct volume_convert_req *rq,
+int volume_convert(const struct volume_ctx *ctx, struct volume_convert_req *rq,
 		   struct conv_result *res, struct werr *err)
 {
 	struct keyprov kp = {.ctx = ctx};
+	struct online_map om;
+	struct conv_online on;
+	bool online = false;
+	memset(res, 0, sizeof(*res));
+	if (rq->op == CONV_REKEY || rq->op == CONV_RESUME) {
+		int f = online_find(ctx, rq->device, rq->header, &om, err);
+		if (f < 0)
+			return f;
+		if (f == 1) {
+			online_map_ops(&om, &on);
+			on.max_rate = rq->max_rate;
+			on.map_size = om.g.size;
+			online = true;
+		}
+	}
+	rq->online = online;
 	struct conv_keyprov keys = {.new_key = kp_new_key, .unwrap = kp_unwrap, .arg = &kp};
 	struct conv_params p = {
 		.device = rq->device,
@@ -42,8 +58,8 @@ int volume_convert(const struct volume_ctx *ctx, const struct volume_convert_req
 		.progress_arg = rq->progress_arg,
 		.stop = rq->stop,
 		.log = ctx->log,
+		.online = online ? &on : NULL,
 	};
-	memset(res, 0, sizeof(*res));
 	int rc = conv_run(&p, res, err);
 	vgroups_free(&kp.gs);
 	return rc;

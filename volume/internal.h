@@ -5,6 +5,8 @@
 #include "volume/volume.h"
 #include "format/format.h"
 #include "vault/vault.h"
+#include "dm/dm.h"
+#include "keyring/keyring.h"
 
 #include <sys/stat.h>
 
@@ -109,5 +111,51 @@ void erase_plan_merge(struct erase_plan *p);
 uint64_t erase_plan_bytes(const struct erase_plan *p);
 /* The erase state recorded in the header while regions are overwritten. */
 json_t *erase_plan_state(const struct erase_plan *p);
+
+/* Whether mapping m sits on vd's data device (a loop on the file for a file). */
+bool vdev_backs_mapping(const struct sysdm *m, const struct vdev *vd);
+
+/* ---- online rekey (volume/online.c) ---- */
+
+/* What a split table is made of. Positions and sizes in bytes. */
+struct online_geom {
+	dev_t backing;            /* the data device */
+	dev_t zone;               /* the zone device (online only) */
+	uint64_t data_off, size, iv_tweak; /* iv_tweak in 512-byte sectors */
+	uint32_t ss;
+	unsigned flags;           /* DMCRYPT_* */
+	char desc_old[KEYRING_DESC_MAX], desc_new[KEYRING_DESC_MAX];
+};
+/* "wrapd:<uuid>-d<digest>" for both keys. */
+void online_geom_descs(struct online_geom *g, const char *uuid, unsigned od, unsigned nd);
+/* Creates mapping `name` (dm UUID of luks_uuid) as [0,done) new key,
+ * [done,size) old key; both keys in the thread keyring for the load only. */
+int online_create_split(const struct dmcrypt_ctx *d, const char *name, const char *luks_uuid,
+			const struct online_geom *g, uint64_t done, const struct secbuf *old_vk,
+			const struct secbuf *new_vk, struct werr *err);
+
+/* The live mapping of a volume under online rekey: the engine's driver. */
+struct online_map {
+	struct dmcrypt_ctx d;
+	char name[128];           /* the user's mapping */
+	char zone[128];           /* wrapd-zone-<uuid> */
+	char zone_uuid[80];       /* WRAPD-ZONE-<uuid hex> */
+	char uuid[37];
+	struct online_geom g;
+	const struct secbuf *old_vk, *new_vk; /* borrowed from the engine for the run */
+	struct werr *err;
+};
+/* 1 and m filled when the volume on device is mapped by wrapd (online);
+ * 0 when it is not mapped (or has no header); < 0 a refusal (mapped, but
+ * not by a wrapd mapping of this device). */
+int online_find(const struct volume_ctx *ctx, const char *device, const char *header,
+		struct online_map *m, struct werr *err);
+struct conv_online;
+void online_map_ops(struct online_map *m, struct conv_online *on);
+/* "wrapd-zone-<uuid>", the zone device of a volume under online rekey. */
+void online_zone_name(const char *uuid, char name[128]);
+/* Removes the volume's zone device when nothing uses it any more (the
+ * mapping was closed in the middle of a rekey); 0 when there is none. */
+int online_zone_cleanup(const struct dmcrypt_ctx *d, const char *uuid);
 
 #endif

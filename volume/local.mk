@@ -3,7 +3,7 @@
 libwrapd_a_SOURCES += volume/volume.h volume/internal.h volume/table.c volume/loop.c \
 	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/erase_plan.c volume/doctor.c \
 	volume/vaultcfg.c volume/format.c volume/keys.c volume/convert.c volume/header.c \
-	volume/inspect.c volume/status_json.c
+	volume/inspect.c volume/status_json.c volume/online.c
 
 check_PROGRAMS += tests/volume/unit_volume_table tests/volume/host_volume_loop
 TESTS += tests/volume/unit_volume_table tests/volume/host_volume_loop

@@ -21,6 +21,9 @@ struct oreq {
 	size_t grp;
 	bool ready;               /* passed phase 1, waits for its VK */
 	struct secbuf vk;
+	/* In the middle of a rekey: the split table, with the new key too. */
+	bool split;
+	struct wrapd_token newtok;
 };
 
 static void req_fail(struct volume_open_req *req, int rc, const struct werr *e)
@@ -48,17 +51,17 @@ static int kname_devt(const char *kname, dev_t *out)
 	return 0;
 }
 
-/* Does the mapping's backing device (sysfs slave) hold this volume? */
-static bool backing_is(const struct sysdm *m, const struct vdev *vd)
+/* Is the block device kname (a sysfs slave) this volume's device? */
+static bool slave_is(const char *kname, const struct vdev *vd)
 {
 	dev_t d = 0;
-	if (!m->slaves[0] || kname_devt(m->slaves, &d) < 0)
+	if (!kname[0] || kname_devt(kname, &d) < 0)
 		return false;
 	if (S_ISBLK(vd->d.dev.st.st_mode))
 		return d == vd->d.dev.st.st_rdev;
 	/* A file: the slave must be a loop device on that file. */
 	char p[300];
-	snprintf(p, sizeof(p), "/dev/%s", m->slaves);
+	snprintf(p, sizeof(p), "/dev/%s", kname);
 	_cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
@@ -68,6 +71,23 @@ static bool backing_is(const struct sysdm *m, const struct vdev *vd)
 	if (loop_backing(fd, &bdev, &ino, &off) < 0)
 		return false;
 	return bdev == vd->d.dev.st.st_dev && ino == vd->d.dev.st.st_ino && off == 0;
+}
+
+/* Does one of the mapping's backing devices (sysfs slaves) hold this
+ * volume? (In the middle of an online rekey the zone device is one too.) */
+bool vdev_backs_mapping(const struct sysdm *m, const struct vdev *vd)
+{
+	char p[300];
+	snprintf(p, sizeof(p), "/sys/class/block/%s/slaves", m->kname);
+	DIR *d = opendir(p);
+	if (!d)
+		return slave_is(m->slaves, vd);
+	bool found = false;
+	for (struct dirent *e; !found && (e = readdir(d));)
+		if (e->d_name[0] != '.')
+			found = slave_is(e->d_name, vd);
+	closedir(d);
+	return found;
 }
 
 /* Phase 1: header checks and idempotency. 1 = already open (done). */
@@ -85,8 +105,16 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 		return r;
 	struct vdev *vd = &o->vd;
 	r = luks2_check_activatable(vd->d.hdr, vd->d.hdr_path, err);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		/* A rekey in progress (wrapd's own requirement, nothing else)
+		 * opens with both keys. */
+		struct werr e2 = {0};
+		if (!vd->d.hdr->req_wrapd_reencrypt || vd->d.hdr->req_unknown ||
+		    vd->d.hdr->req_cryptsetup_reencrypt ||
+		    conv_rekey_new_token(&vd->d, &o->newtok, &e2) < 0)
+			return r;
+		o->split = true;
+	}
 
 	/* Idempotency, from sysfs (works on kernels without dm too). */
 	char want_uuid[DMCRYPT_UUID_MAX + 1], prefix[80];
@@ -96,7 +124,7 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 				req->name);
 	struct sysdm m;
 	if (sysdm_by_name(req->name, &m) == 0) {
-		if (!strcmp(m.uuid, want_uuid) && backing_is(&m, vd)) {
+		if (!strcmp(m.uuid, want_uuid) && vdev_backs_mapping(&m, vd)) {
 			req->already_open = true;
 			return 1;
 		}
@@ -115,12 +143,37 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 	}
 	free(same);
 
+	if (o->split) {
+		/* The interrupted zone is finished (written) before the mapping
+		 * exists: the device read-write and exclusive, the header locked. */
+		if (req->flags & VOLUME_READ_ONLY)
+			return werr_set(err, -EROFS,
+					"%s: a rekey is in progress; open it read-write, or finish it first with 'wrapctl resume %s'",
+					vd->path, vd->path);
+		/* A zone device left by an online rekey whose mapping is gone
+		 * holds the device: nothing uses it any more. */
+		struct dmcrypt_ctx zd;
+		dmcrypt_ctx_init(&zd, ctx->log);
+		if (ctx->udev >= 0)
+			zd.udev = ctx->udev;
+		(void)online_zone_cleanup(&zd, vd->d.hdr->uuid);
+		vdev_close(vd);
+		struct vdev init = VDEV_INIT;
+		*vd = init;
+		wrapd_token_free(&o->newtok);
+		r = vdev_open(vd, req->device, req->header,
+			      VDEV_NEED_TOKEN | VDEV_WRITE | VDEV_LOCK_EX | VDEV_UNUSED, err);
+		if (r < 0)
+			return r;
+		if ((r = conv_rekey_new_token(&vd->d, &o->newtok, err)) < 0)
+			return r == -EOPNOTSUPP ? werr_set(err, -EAGAIN, "%s: the rekey state changed while opening; try again", vd->path) : r;
+	}
 	/* The token must be bound to this volume before we ask Vault. */
 	_cleanup_free_ char *ctxb64 = NULL;
 	r = vault_context_for_uuid(vd->d.hdr->uuid, &ctxb64);
 	if (r < 0)
 		return werr_set(err, r, "%s: cannot derive the Vault context", vd->d.hdr_path);
-	if (strcmp(ctxb64, vd->tok.context))
+	if (strcmp(ctxb64, vd->tok.context) || (o->split && strcmp(ctxb64, o->newtok.context)))
 		return werr_set(err, -EPERM,
 				"%s: the wrapd-vault token is bound to another volume (its context is not this header's UUID %s); refusing",
 				vd->d.hdr_path, vd->d.hdr->uuid);
@@ -152,8 +205,12 @@ static unsigned header_flags(const struct luks2_hdr *hdr)
 }
 
 /* Phase 3: with the VK in hand, build the mapping. */
+static int activate_split(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx,
+			  struct oreq *o, struct vgroups *gs, struct online_geom *g,
+			  struct werr *err);
+
 static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx, struct oreq *o,
-		    struct werr *err)
+		    struct vgroups *gs, struct werr *err)
 {
 	struct volume_open_req *req = o->req;
 	struct vdev *vd = &o->vd;
@@ -236,6 +293,14 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 	if (!perf)
 		flags &= ~(unsigned)(DMCRYPT_NO_READ_WORKQUEUE | DMCRYPT_NO_WRITE_WORKQUEUE);
 
+	if (o->split) {
+		struct online_geom g = {.backing = backing, .data_off = off, .size = len,
+					.iv_tweak = iv_tweak, .ss = ss, .flags = flags};
+		r = activate_split(ctx, dctx, o, gs, &g, err);
+		if (r == 0 && lfd >= 0)
+			loop_release(&lfd, false);
+		return r;
+	}
 	char desc[KEYRING_DESC_MAX];
 	r = keyring_desc_for(vd->d.hdr->uuid, desc);
 	if (r < 0)
@@ -276,6 +341,35 @@ static int activate(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx
 		loop_release(&lfd, false);
 	wlog_info(ctx->log, "%s: opened %s as /dev/mapper/%s", req->name,
 		  loopdev ? loopdev : vd->path, req->name);
+	return 0;
+}
+
+/* In the middle of a rekey: the new key too, the interrupted zone finished,
+ * then [0,done) under the new key and [done,size) under the old one. */
+static int activate_split(const struct volume_ctx *ctx, const struct dmcrypt_ctx *dctx,
+			  struct oreq *o, struct vgroups *gs, struct online_geom *g,
+			  struct werr *err)
+{
+	struct vdev *vd = &o->vd;
+	_cleanup_secbuf_ struct secbuf nvk = {0};
+	int r = vkey_unwrap(ctx, gs, &o->newtok, &nvk, err);
+	if (r < 0) {
+		o->req->vault_error = true;
+		return werr_prefix(err, r, "%s: the new key of the rekey in progress", vd->d.hdr_path);
+	}
+	uint64_t done = 0;
+	unsigned od = 0, nd = 0;
+	r = conv_rekey_prepare_open(&vd->d, &o->vk, &nvk, &done, &od, &nd, err);
+	if (r < 0)
+		return r;
+	online_geom_descs(g, vd->d.hdr->uuid, od, nd);
+	r = online_create_split(dctx, o->req->name, vd->d.hdr->uuid, g, done, &o->vk, &nvk, err);
+	secbuf_free(&o->vk);
+	if (r < 0)
+		return r;
+	wlog_info(ctx->log, "%s: opened %s as /dev/mapper/%s in the middle of a rekey (%llu of %llu MiB under the new key); 'wrapctl resume %s' finishes it",
+		  o->req->name, vd->path, o->req->name, (unsigned long long)(done >> 20),
+		  (unsigned long long)(g->size >> 20), vd->path);
 	return 0;
 }
 
@@ -380,7 +474,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 			continue;
 		struct werr e;
 		werr_clear(&e);
-		int ar = activate(ctx, &dctx, &os[i], &e);
+		int ar = activate(ctx, &dctx, &os[i], &gs, &e);
 		secbuf_free(&os[i].vk);
 		if (ar < 0)
 			req_fail(&reqs[i], ar, &e);
@@ -390,6 +484,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 	int first = 0;
 	for (size_t i = 0; i < n; i++) {
 		secbuf_free(&os[i].vk);
+		wrapd_token_free(&os[i].newtok);
 		vdev_close(&os[i].vd);
 		if (reqs[i].rc < 0) {
 			failed++;

@@ -312,15 +312,22 @@ struct volume_convert_req {
 	void (*progress)(void *arg, const struct conv_progress *p);
 	void *progress_arg;
 	volatile sig_atomic_t *stop; /* set (by a signal handler) to stop at a checkpoint */
+	/* rekey/resume of a volume whose wrapd mapping is open (online): at
+	 * most this many bytes per second (0: no limit). */
+	uint64_t max_rate;
+	bool online;               /* out: it ran online */
 };
 /*
- * Runs conv_run with a key provider on Vault: a new VK is the datakey of
+ * Runs conv_run with a key provider on Vault. rekey and resume of a volume
+ * whose wrapd mapping is open run online (the mapping stays in use, its table
+ * split between the keys; engine/online.c, volume/online.c); a mapping of
+ * the device that is not wrapd's is refused. Otherwise: a new VK is the datakey of
  * ctx->vcfg's Transit key (ctx->vc, or a client made when first needed); a
  * token's VK is unwrapped with the token's mount/key unless
  * ctx->vault_key_explicit. Returns as conv_run (-EINTR: stopped at a
  * checkpoint, the message says how to resume).
  */
-int volume_convert(const struct volume_ctx *ctx, const struct volume_convert_req *req,
+int volume_convert(const struct volume_ctx *ctx, struct volume_convert_req *req,
 		   struct conv_result *res, struct werr *err);
 int volume_encrypt(const struct volume_ctx *ctx, const struct volume_convert_req *req,
 		   struct conv_result *res, struct werr *err);
