@@ -197,14 +197,18 @@ static int guardian_start(struct conv *c, uint64_t jhz)
 	return 0;
 }
 
-/* A clean end (success, refusal or error with nothing held): the guardian
- * leaves without touching anything. */
-static void guardian_stop(struct conv *c)
+/* The end of the run: after success or a clean stop the guardian leaves
+ * without touching anything; after an error it makes the kernel state
+ * consistent as after a crash (a no-op when nothing is held), and the run
+ * waits for it. */
+static void guardian_stop(struct conv *c, bool repair)
 {
 	if (c->guard_fd < 0)
 		return;
-	ssize_t w = write(c->guard_fd, "Q", 1);
-	(void)w;
+	if (!repair) {
+		ssize_t w = write(c->guard_fd, "Q", 1);
+		(void)w;
+	}
 	close(c->guard_fd);
 	c->guard_fd = -1;
 	int st;
@@ -337,7 +341,7 @@ int online_execute(struct conv *c)
 		rc = on->finish(on->arg, c->err);
 	if (rc == 0)
 		rc = conv_finish_header(c);
-	guardian_stop(c);
+	guardian_stop(c, rc < 0 && rc != -EINTR);
 	return rc;
 }
 

@@ -636,10 +636,38 @@ static void refusal_other_conversion(void **state)
 	tk_free(&tk);
 }
 
+/* --max-rate: the limiter waits before each zone until the bytes moved fit
+ * the rate, so a whole run takes at least (size - one zone) / rate. */
+static void rate_limit(void **state)
+{
+	(void)state;
+	struct vol *v = &vols[1];
+	lay_out(v);
+	struct tkeys tk = {.seed = 7, .n = 1};
+	struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
+	struct conv_online on = sim_online;
+	on.map_size = v->size;
+	on.no_guardian = true;
+	on.max_rate = 4 * MiB;
+	struct conv_params p = params(&kp, v, CONV_REKEY, &on);
+	struct conv_test_hooks th = {.io_kind = CONV_IO_SYNC, .no_direct = true};
+	p.test = &th;
+	struct werr err = {0};
+	struct conv_result r = {0};
+	assert_int_equal(conv_run(&p, &r, &err), 0);
+	double floor_s = (double)(v->size - ZONE) / (double)on.max_rate;
+	print_message("rate limit 4 MiB/s: %.2f s for %llu bytes (at least %.2f s)\n", r.seconds,
+		      (unsigned long long)v->size, floor_s);
+	assert_true(r.seconds >= floor_s);
+	assert_int_equal(check_served("rate-limited run"), 0);
+	tk_free(&tk);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(refusal_other_conversion),
+		cmocka_unit_test(rate_limit),
 		cmocka_unit_test(sigkill_runs),
 		cmocka_unit_test(powerloss_runs),
 	};

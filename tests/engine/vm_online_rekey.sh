@@ -86,21 +86,42 @@ mapping_ok() {
 	else
 		bad "$what: reading the mapping failed or hung"
 	fi
+	sync; echo 3 >/proc/sys/vm/drop_caches
+	if (cd "$W/mnt/files" && timeout 120 sha256sum -c --quiet "$W/sums") >"$W/out" 2>&1; then
+		ok "$what: every file reads back right (caches dropped)"
+	else
+		bad "$what: files"; sed 's/^/    /' "$W/out"
+	fi
+	dmsetup table or-vol | sed 's/^/    table: /' 
 }
 
 in_progress() { wrapctl inspect "$L" 2>/dev/null | grep -q 'Conversion: *IN PROGRESS'; }
-finished=0
-for delay in 2.5 4.5 6.5; do
-	if in_progress; then cmd=resume; else cmd=rekey; fi
-	wrapctl $cmd "$L" >"$W/kill.out" 2>&1 &
-	p=$!
-	sleep "$delay"
+# run_and_kill CMD DELAY: runs wrapctl CMD --json, waits until it has moved
+# data (its first progress line), then DELAY seconds more, then SIGKILL.
+# 0 when it was killed, 1 when it ended by itself first (status in $rc).
+run_and_kill() {
+	wrapctl "$1" "$L" --json >"$W/kill.out" 2>&1 &
+	local p=$! n=0
+	while kill -0 "$p" 2>/dev/null && ! grep -q '"progress"' "$W/kill.out" && [ $n -lt 600 ]; do
+		sleep 0.2; n=$((n + 1))
+	done
+	sleep "$2"
 	if kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null; then
 		wait "$p" 2>/dev/null
-		mapping_ok "SIGKILL of wrapctl $cmd after ${delay}s"
+		return 0
+	fi
+	wait "$p"; rc=$?
+	return 1
+}
+finished=0
+for delay in 0 1.3 2.9; do
+	if in_progress; then cmd=resume; else cmd=rekey; fi
+	if run_and_kill $cmd $delay; then
+		mapping_ok "SIGKILL of wrapctl $cmd ${delay}s after its first progress line"
+		in_progress && ok "... the rekey is in progress" || bad "no rekey in progress after the kill"
+	elif [ $rc = 0 ]; then
+		ok "wrapctl $cmd finished before the kill: $(tail -1 $W/kill.out)"; finished=1; break
 	else
-		wait "$p"; rc=$?
-		if [ $rc = 0 ]; then ok "wrapctl $cmd finished before the kill: $(tail -1 $W/kill.out)"; finished=1; break; fi
 		bad "wrapctl $cmd failed (exit $rc)"; sed 's/^/    /' "$W/kill.out"
 	fi
 done
@@ -137,13 +158,9 @@ check "the old VK as a plain mapping does not show the file system" bash -c \
 
 # ===== opening in the middle of a rekey ======================================
 check "wrapctl open" wrapctl open "$L" or-vol
-wrapctl rekey "$L" >"$W/mid.out" 2>&1 &
-p=$!
-sleep 4
-kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
+run_and_kill rekey 0.5
 wait_guardian
-sed 's/^/    mid: /' "$W/mid.out"
-if wrapctl inspect "$L" | grep -q 'Conversion: *IN PROGRESS'; then
+if in_progress; then
 	check "wrapctl close in the middle" wrapctl close or-vol
 	check_fails "cryptsetup refuses the half-rekeyed volume" cryptsetup open --readonly --volume-key-file "$K/new" --key-size 512 "$L" os-x
 	check "wrapctl open in the middle (both keys, split table)" wrapctl open "$L" or-vol
