@@ -64,3 +64,8 @@ tests_engine_host_engine_blockdev_LDADD = $(UNIT_LIBS)
 # key bytes (changes kernel.core_pattern, so only in the guest).
 dist_noinst_SCRIPTS += tests/engine/vm_coredump.sh
 dist_noinst_SCRIPTS += tests/engine/vm_online_rekey.sh
+# Power loss mid online rekey: two VM boots on one virtio disk (run on the
+# host side by tests/vm/run-kernel-tests).
+dist_noinst_SCRIPTS += tests/engine/vmboot_online_powerloss.sh
+# bench/online-rekey (a script, not a test).
+dist_noinst_SCRIPTS += bench/online-rekey

@@ -66,7 +66,7 @@ if [ "$phase" = boot1 ]; then
 		i=0
 		while :; do
 			i=$((i + 1))
-			head -c $((64 * 1024 + i * 512)) /dev/urandom >"$W/mnt/f$i" && sync "$W/mnt/f$i" &&
+			head -c $((8192 + i * 512)) /dev/urandom >"$W/mnt/f$i" && sync "$W/mnt/f$i" &&
 				(cd "$W/mnt" && sha256sum "f$i") >>"$O/acked" && sync "$O/acked"
 		done
 	) &
