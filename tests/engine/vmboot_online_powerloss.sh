@@ -28,7 +28,7 @@ PORT=18213
 if [ "$phase" = host ]; then
 	D=$(mktemp -d /tmp/wrapd-vmboot-pl.XXXXXX)
 	trap 'rm -rf "$D"' EXIT
-	truncate -s 128M "$D/disk.img"
+	truncate -s 64M "$D/disk.img"
 	vmrun="$S/tests/vm/vm-run"
 	rc=0
 	bash "$vmrun" --timeout 900 --disk "$D/disk.img" --out "$D/out1" -- bash "$0" "$S" "$B" boot1 "$D" >"$D/boot1.out" 2>"$D/boot1.err" || rc=$?
