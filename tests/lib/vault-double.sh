@@ -21,6 +21,8 @@ vault_double_pids=
 vault_double_start() {
 	_vd_src=$1 _vd_dir=$2 _vd_name=$3
 	shift 3
+	# A port file left from an earlier double in this folder would be taken as ready.
+	rm -f "$_vd_dir/$_vd_name.port"
 	"${WRAPD_PYTHON:-/usr/bin/python3}" "$_vd_src/tests/vault-double/vault-double" --dev \
 		--listen 127.0.0.1:0 --port-file "$_vd_dir/$_vd_name.port" "$@" \
 		>"$_vd_dir/$_vd_name.out" 2>&1 &
