@@ -282,6 +282,9 @@ void kube_mode_vol_json(const struct vol *v, struct json_t *o);
 struct json_t *kube_mode_json(const struct agent *a);
 void kvol_free(struct kvol *k);
 bool kvol_convert(const struct kvol *k);   /* convert_existing applies to it */
+/* A discovered device wrapd never touches (foreign, not a block device):
+ * reported, but not a failure of the agent (readiness). */
+bool kvol_foreign(const struct kvol *k);
 void kjob_free(struct kjob *kj);
 /* On the worker thread (agent/kube_jobs.c, agent/discovery.c). */
 void kjob_run(struct worker *w, struct kjob *kj);

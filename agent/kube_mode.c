@@ -49,6 +49,11 @@ bool kvol_convert(const struct kvol *k)
 	return k->convert;
 }
 
+bool kvol_foreign(const struct kvol *k)
+{
+	return k->kclass == KC_FOREIGN || k->kclass == KC_NOT_BLOCK;
+}
+
 void kjob_free(struct kjob *kj)
 {
 	free(kj);

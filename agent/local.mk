@@ -39,3 +39,7 @@ tests_agent_unit_metrics_LDADD = $(UNIT_LIBS) -lm
 TESTS += tests/agent/host_agent_metrics.sh
 dist_noinst_SCRIPTS += tests/agent/host_agent_metrics.sh
 EXTRA_DIST += tests/agent/metricsq.py
+# Kubernetes mode on this host against the API and Vault doubles (no dm: discovery,
+# readiness, reconcile of orphan PVs, idle).
+TESTS += tests/agent/host_kube_agent.sh
+dist_noinst_SCRIPTS += tests/agent/host_kube_agent.sh

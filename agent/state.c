@@ -640,7 +640,10 @@ bool agent_ready(const struct agent *a, char *why, size_t n)
 		snprintf(why, n, "the first pass is not done yet");
 		return false;
 	}
-	size_t w = count_state(a, VS_WAITING_VAULT), f = count_state(a, VS_FAILED);
+	size_t w = count_state(a, VS_WAITING_VAULT), f = 0;
+	/* A foreign device in the discovery folder is reported, not a failure. */
+	for (size_t i = 0; i < a->n; i++)
+		f += a->v[i].st == VS_FAILED && !(a->v[i].k && kvol_foreign(a->v[i].k));
 	if (w) {
 		snprintf(why, n, "%zu volume(s) wait for Vault: %s", w,
 			 a->vault_error[0] ? a->vault_error : "(no answer yet)");
@@ -648,7 +651,7 @@ bool agent_ready(const struct agent *a, char *why, size_t n)
 	}
 	if (f) {
 		for (size_t i = 0; i < a->n; i++) {
-			if (a->v[i].st == VS_FAILED) {
+			if (a->v[i].st == VS_FAILED && !(a->v[i].k && kvol_foreign(a->v[i].k))) {
 				snprintf(why, n, "%zu volume(s) failed; %s: %s", f, a->v[i].name,
 					 a->v[i].last_error);
 				break;
