@@ -124,6 +124,18 @@ $Q wait "all(x['state'] in ('open', 'failed') for x in s['volumes'])" 60 >/dev/n
 sleep 1
 kube_double_ctl POST log/clear >/dev/null
 vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
+# settled PID: every thread asleep (state S), so the last status request has
+# let the loop go back to epoll_wait (as host_agent.sh). Bounded: 30 s.
+settled() {
+	local st
+	for _ in $(seq 300); do
+		st=$(cat /proc/"$1"/task/*/stat 2>/dev/null | sed 's/^.*) //' | cut -d' ' -f1 | sort -u | tr -d '\n')
+		[ "$st" = S ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+settled "$agent_pid"
 c0=$(vcsw "$agent_pid")
 sleep 5
 c1=$(vcsw "$agent_pid")

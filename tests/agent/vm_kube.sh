@@ -73,6 +73,16 @@ event_seen() { # REASON [TEXT]
 ndecrypt() { $H count-decrypt | cut -d' ' -f1; }
 now_ms() { date +%s%3N; }
 vcsw() { cat /proc/"$1"/task/*/status | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s}'; }
+# settled PID: every thread asleep (state S): the last status request is over (as host_agent.sh)
+settled() {
+	local st
+	for _ in $(seq 300); do
+		st=$(cat /proc/"$1"/task/*/stat 2>/dev/null | sed 's/^.*) //' | cut -d' ' -f1 | sort -u | tr -d '\n')
+		[ "$st" = S ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
 api_requests() { kube_double_ctl GET log | jq '.requests | length'; }
 api_nonwatch() { kube_double_ctl GET log | jq '[.requests[] | select(.watch | not)] | length'; }
 
@@ -303,6 +313,7 @@ until_ok "... and its release is handled" erased_again small "$u"
 $Q wait "all(x['state'] in ('open', 'failed') for x in s['volumes'])" 60 >/dev/null
 sleep 1
 kube_double_ctl POST log/clear >/dev/null
+settled "$agent_pid"
 c0=$(vcsw "$agent_pid")
 sleep 10
 c1=$(vcsw "$agent_pid")
