@@ -40,6 +40,8 @@ EXTRA_DIST += tests/kube-double/kube-double tests/kube-double/test_double.py \
 # The real-kernel harness ships too, so a dist tarball can run the VM suite.
 EXTRA_DIST += tests/vm/README.md tests/vm/guest-init tests/vm/have-dm \
 	tests/vm/run-kernel-tests tests/vm/vm-lib.sh tests/vm/vm-run \
+	tests/vm/systemd/wrapd-vm.target tests/vm/systemd/wrapd-vm-cmd.service \
+	tests/vm/systemd/run-cmd tests/vm/systemd/mask \
 	scripts/demo scripts/demo-flow
 
 # `make check-kernel`: the dm-crypt suite, natively or in one VM boot.
