@@ -368,8 +368,11 @@ int online_find(const struct volume_ctx *ctx, const char *device, const char *he
 	struct vdev vd = VDEV_INIT;
 	int rc = vdev_open(&vd, device, header, 0, err);
 	if (rc < 0) {
+		/* No readable header (none yet, or one a crash left torn while
+		 * the head was parked): not mapped by wrapd; the engine decides. */
 		vdev_close(&vd);
-		return rc == -ENODEV ? 0 : rc; /* no header: offline (encrypt) */
+		werr_clear(err);
+		return 0;
 	}
 	char prefix[80];
 	volume_dm_uuid_prefix(vd.d.hdr->uuid, prefix, sizeof(prefix));
