@@ -41,7 +41,7 @@ start_vault_double "$S" "$W"
 MiB=$((1 << 20))
 
 # The volume on a loop device (what a disk would be).
-truncate -s 64M "$W/v.img"
+truncate -s 128M "$W/v.img"  # 64 MiB: the files + fio (24 MiB) fill ext4
 L=$(losetup -f --show "$W/v.img")
 majmin=$(lsblk -dno MAJ:MIN "$L" | tr -d ' ')
 lock=/run/cryptsetup/L_$majmin
