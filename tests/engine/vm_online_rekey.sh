@@ -118,7 +118,17 @@ for delay in 0 1.3 2.9; do
 	if in_progress; then cmd=resume; else cmd=rekey; fi
 	if run_and_kill $cmd $delay; then
 		mapping_ok "SIGKILL of wrapctl $cmd ${delay}s after its first progress line"
-		in_progress && ok "... the rekey is in progress" || bad "no rekey in progress after the kill"
+		if in_progress; then
+			ok "... the rekey is in progress"
+		elif [ "$(dmsetup table or-vol | wc -l)" = 1 ] && ! dmsetup info "wrapd-zone-$U" >/dev/null 2>&1; then
+			# The kill landed after the final commit, while wrapctl was
+			# cleaning up (an idle machine gets there within the delay).
+			ok "... killed after the rekey had finished: nothing in progress, one target, no zone device"
+			finished=1; break
+		else
+			bad "no rekey in progress after the kill, and not finished"
+			dmsetup table | sed 's/^/    /'
+		fi
 	elif [ $rc = 0 ]; then
 		ok "wrapctl $cmd finished before the kill: $(tail -1 $W/kill.out)"; finished=1; break
 	else
