@@ -335,6 +335,28 @@ static int run_close(struct wrapctl_ctx *ctx, int argc, char **argv)
 
 /* ---- status ------------------------------------------------------------------ */
 
+/* An online rekey in progress: how far (the header's checkpoint), and the
+ * live table's view. */
+static void print_rekey(const struct volume_status *s)
+{
+	uint64_t done, total;
+	const char *src;
+	if (!volume_status_rekey(s, &done, &total, &src))
+		return;
+	printf("  rekey:        IN PROGRESS%s: %.1f of %.1f MiB (%.1f%%, %s)\n",
+	       s->split ? " (online)" : "", (double)done / 1048576.0, (double)total / 1048576.0,
+	       total ? 100.0 * (double)done / (double)total : 0.0,
+	       !strcmp(src, "header") ? "the header's checkpoint" : "from the table: no readable header");
+	if (s->split) {
+		printf("  table:        %u targets: new key to %.1f MiB", s->targets,
+		       (double)s->table_new_bytes / 1048576.0);
+		if (s->zone_bytes)
+			printf(", zone %.1f-%.1f MiB", (double)s->zone_start / 1048576.0,
+			       (double)(s->zone_start + s->zone_bytes) / 1048576.0);
+		printf("\n");
+	}
+}
+
 static int run_status(struct wrapctl_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -401,9 +423,16 @@ static int run_status(struct wrapctl_ctx *ctx, int argc, char **argv)
 		else
 			printf("  device:       %s\n", s->backing);
 		printf("  cipher:       %s\n", s->cipher);
-		printf("  key:          keyring %s\n", s->key_ref);
-		printf("  size:         %llu bytes (%llu sectors)\n", (unsigned long long)s->size_bytes,
-		       (unsigned long long)(s->size_bytes / 512));
+		if (s->split && s->key_ref_new[0] && strcmp(s->key_ref, s->key_ref_new)) {
+			printf("  key:          keyring %s (old key, the rest)\n", s->key_ref);
+			printf("  new key:      keyring %s (first %.1f MiB)\n", s->key_ref_new,
+			       (double)s->table_new_bytes / 1048576.0);
+		} else {
+			printf("  key:          keyring %s\n", s->key_ref);
+		}
+		printf("  size:         %llu bytes (%llu sectors%s)\n", (unsigned long long)s->size_bytes,
+		       (unsigned long long)(s->size_bytes / 512), s->targets > 1 ? ", split table" : "");
+		print_rekey(s);
 		printf("  offset:       %llu sectors\n", (unsigned long long)s->offset_sectors);
 		printf("  sector size:  %u\n", s->sector_size);
 		printf("  flags:        %s\n", s->flags[0] ? s->flags : "(none)");

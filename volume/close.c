@@ -18,70 +18,6 @@ static void dctx_for(const struct volume_ctx *ctx, struct dmcrypt_ctx *d)
 		d->udev = ctx->udev;
 }
 
-/* Parses the first crypt line of a dm table. */
-struct crypt_line {
-	char cipher[64];
-	char key[160];
-	uint64_t iv_offset, offset, length;
-	unsigned maj, min;
-	uint32_t sector_size;
-	char flags[256];
-};
-static int parse_crypt_line1(const char *table, struct crypt_line *c);
-
-/* The first crypt line of a table (a mapping in the middle of an online
- * rekey starts with the zone's linear line when the zone is at 0). */
-static int parse_crypt_line(const char *table, struct crypt_line *c)
-{
-	for (const char *p = table; p && *p;) {
-		if (parse_crypt_line1(p, c) == 0)
-			return 0;
-		p = strchr(p, '\n');
-		p = p ? p + 1 : NULL;
-	}
-	return -EINVAL;
-}
-
-static int parse_crypt_line1(const char *table, struct crypt_line *c)
-{
-	memset(c, 0, sizeof(*c));
-	unsigned long long start, len, iv, off;
-	int used = 0;
-	if (!table || sscanf(table, "%llu %llu crypt %63s %159s %llu %u:%u %llu%n", &start, &len,
-			     c->cipher, c->key, &iv, &c->maj, &c->min, &off, &used) < 8)
-		return -EINVAL;
-	c->length = len;
-	c->iv_offset = iv;
-	c->offset = off;
-	c->sector_size = 512;
-	const char *p = table + used;
-	unsigned nopt = 0;
-	int u2 = 0;
-	if (sscanf(p, " %u%n", &nopt, &u2) == 1) {
-		p += u2;
-		size_t o = 0;
-		for (unsigned i = 0; i < nopt; i++) {
-			char opt[64];
-			if (sscanf(p, " %63s%n", opt, &u2) != 1)
-				break;
-			p += u2;
-			if (!strncmp(opt, "sector_size:", 12))
-				c->sector_size = (uint32_t)strtoul(opt + 12, NULL, 10);
-			int w = snprintf(c->flags + o, sizeof(c->flags) - o, "%s%s", o ? " " : "", opt);
-			if (w > 0 && (size_t)w < sizeof(c->flags) - o)
-				o += (size_t)w;
-		}
-	}
-	return 0;
-}
-
-static bool is_wrapd_key(const char *key)
-{
-	/* ":64:logon:wrapd:<uuid>" */
-	const char *p = key[0] == ':' ? strchr(key + 1, ':') : NULL;
-	return p && !strncmp(p, ":logon:wrapd:", 13);
-}
-
 static int deferred_remove(const struct dmcrypt_ctx *d, const char *name, struct werr *err)
 {
 	dm_udev_set_sync_support(d->udev ? 1 : 0);
@@ -126,7 +62,7 @@ int volume_close(const struct volume_ctx *ctx, const char *name, bool deferred, 
 			return r;
 		struct crypt_line c;
 		if (strncmp(info.uuid, VOLUME_DM_UUID_PREFIX, strlen(VOLUME_DM_UUID_PREFIX)) ||
-		    parse_crypt_line(info.table, &c) < 0 || !is_wrapd_key(c.key))
+		    dm_crypt_line_first(info.table, &c) < 0 || !dm_key_is_wrapd(c.key))
 			return werr_set(err, -EPERM,
 					"'%s' is not a wrapd mapping (dm UUID '%s'); use 'cryptsetup close %s', or --force",
 					name, info.uuid, name);
@@ -139,7 +75,7 @@ int volume_close(const struct volume_ctx *ctx, const char *name, bool deferred, 
 	_cleanup_dmcrypt_info_ struct dmcrypt_info info = {0};
 	struct werr e2 = {0};
 	struct crypt_line c;
-	if (dmcrypt_query(&d, name, &info, &e2) == 0 && parse_crypt_line(info.table, &c) == 0) {
+	if (dmcrypt_query(&d, name, &info, &e2) == 0 && dm_crypt_line_first(info.table, &c) == 0) {
 		const char *u = strstr(c.key, ":logon:wrapd:");
 		if (u)
 			snprintf(luks_uuid, sizeof(luks_uuid), "%.36s", u + 13);
@@ -168,26 +104,13 @@ static void loop_file_of(const char *kname, char *out, size_t n)
 		*nl = '\0';
 }
 
-static void header_version(struct volume_status *s)
+/* The key version and a conversion in progress, from the header. */
+static void header_info(struct volume_status *s, const struct luks2_hdr *h)
 {
-	s->key_version = -1;
-	_cleanup_close_ int fd = open(s->backing, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(s->header_note, sizeof(s->header_note), "cannot open %s: %s", s->backing,
-			 strerror(errno));
-		return;
-	}
 	struct werr e;
 	werr_clear(&e);
-	struct luks2_hdr *h = NULL;
-	int r = luks2_hdr_read(fd, s->backing, &h, NULL, &e);
-	if (r < 0) {
-		snprintf(s->header_note, sizeof(s->header_note), "%s",
-			 r == -ENODEV ? "no header on the device (detached header?)" : werr_str(&e, r));
-		return;
-	}
 	struct wrapd_token t;
-	r = wrapd_token_get(h, &t, NULL, &e);
+	int r = wrapd_token_get(h, &t, NULL, &e);
 	if (r == 0) {
 		s->key_version = (int)t.key_version;
 		wrapd_token_free(&t);
@@ -195,10 +118,67 @@ static void header_version(struct volume_status *s)
 		snprintf(s->header_note, sizeof(s->header_note), "%s",
 			 r == -ENOENT ? "no wrapd-vault token (erased?)" : werr_str(&e, r));
 	}
+	json_t *st = NULL;
+	if (luks2_conversion_get(h, &st, &e) == 0) {
+		const char *op = json_string_value(json_object_get(st, "op"));
+		const char *done = json_string_value(json_object_get(st, "done"));
+		const char *size = json_string_value(json_object_get(st, "size"));
+		uint64_t dn = 0, sz = 0;
+		str_printable(s->conversion, sizeof(s->conversion), op ? op : "unknown");
+		if (done && size && parse_u64(done, &dn) == 0 && parse_u64(size, &sz) == 0 && dn <= sz) {
+			s->conv_done = dn;
+			s->conv_total = sz;
+		}
+		json_decref(st);
+	}
 	if (strcmp(h->uuid, s->luks_uuid))
 		snprintf(s->header_note, sizeof(s->header_note),
 			 "header UUID %s differs from the mapping's %s", h->uuid, s->luks_uuid);
+}
+
+int volume_status_from_header(struct volume_status *s, const char *path)
+{
+	s->key_version = -1;
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(s->header_note, sizeof(s->header_note), "cannot open %s: %s", path,
+			 strerror(e));
+		return -e;
+	}
+	struct werr e;
+	werr_clear(&e);
+	struct luks2_hdr *h = NULL;
+	int r = luks2_hdr_read(fd, path, &h, NULL, &e);
+	if (r < 0) {
+		snprintf(s->header_note, sizeof(s->header_note), "%s",
+			 r == -ENODEV ? "no header on the device (detached header?)" : werr_str(&e, r));
+		return r;
+	}
+	header_info(s, h);
 	luks2_hdr_free(h);
+	return 0;
+}
+
+int volume_status_from_table(struct volume_status *s, const char *table)
+{
+	struct table_desc d;
+	if (!table || dm_table_describe(table, &d) < 0 || !dm_key_is_wrapd(d.key_ref))
+		return -EINVAL;
+	(void)dm_key_uuid(d.key_ref, s->luks_uuid);
+	snprintf(s->key_ref, sizeof(s->key_ref), "%s", d.key_ref);
+	snprintf(s->key_ref_new, sizeof(s->key_ref_new), "%s", d.key_ref_new);
+	snprintf(s->cipher, sizeof(s->cipher), "%s", d.first.cipher);
+	snprintf(s->flags, sizeof(s->flags), "%s", d.first.flags);
+	s->offset_sectors = d.data_offset;
+	s->sector_size = d.first.sector_size;
+	s->size_bytes = d.size;
+	s->targets = d.targets;
+	s->split = d.split;
+	s->table_new_bytes = d.new_end;
+	s->zone_start = d.zone_start;
+	s->zone_bytes = d.zone_len;
+	return 0;
 }
 
 int volume_status_list(const struct volume_ctx *ctx, const char *name,
@@ -228,22 +208,16 @@ int volume_status_list(const struct volume_ctx *ctx, const char *name,
 		_cleanup_dmcrypt_info_ struct dmcrypt_info info = {0};
 		if (dmcrypt_query(&d, all[i].name, &info, &e) < 0)
 			continue;
+		struct volume_status *s = &v[k];
+		memset(s, 0, sizeof(*s));
 		struct crypt_line c;
-		if (parse_crypt_line(info.table, &c) < 0 || !is_wrapd_key(c.key))
+		if (volume_status_from_table(s, info.table) < 0 ||
+		    dm_crypt_line_first(info.table, &c) < 0)
 			continue;
 		found = true;
-		struct volume_status *s = &v[k++];
+		k++;
 		snprintf(s->name, sizeof(s->name), "%s", all[i].name);
 		snprintf(s->dm_uuid, sizeof(s->dm_uuid), "%s", info.uuid);
-		/* The LUKS UUID is in the key reference: ":64:logon:wrapd:<uuid>". */
-		const char *u = strstr(c.key, ":logon:wrapd:");
-		snprintf(s->luks_uuid, sizeof(s->luks_uuid), "%s", u ? u + 13 : "");
-		snprintf(s->key_ref, sizeof(s->key_ref), "%s", c.key);
-		snprintf(s->cipher, sizeof(s->cipher), "%s", c.cipher);
-		snprintf(s->flags, sizeof(s->flags), "%s", c.flags);
-		s->offset_sectors = c.offset;
-		s->sector_size = c.sector_size;
-		s->size_bytes = c.length * 512;
 		s->read_only = info.read_only;
 		s->suspended = info.suspended;
 		s->open_count = info.open_count;
@@ -252,7 +226,7 @@ int volume_status_list(const struct volume_ctx *ctx, const char *name,
 		if (volume_devname(makedev(c.maj, c.min), &bdev) == 0) {
 			snprintf(s->backing, sizeof(s->backing), "%s", bdev);
 			loop_file_of(bdev + 5, s->backing_file, sizeof(s->backing_file));
-			header_version(s);
+			(void)volume_status_from_header(s, s->backing);
 		} else {
 			snprintf(s->backing, sizeof(s->backing), "%u:%u", c.maj, c.min);
 			s->key_version = -1;

@@ -115,6 +115,53 @@ json_t *erase_plan_state(const struct erase_plan *p);
 /* Whether mapping m sits on vd's data device (a loop on the file for a file). */
 bool vdev_backs_mapping(const struct sysdm *m, const struct vdev *vd);
 
+/* ---- a mapping's dm table, described (volume/dmtable.c) ---- */
+
+/* One crypt target line: "START LEN crypt CIPHER KEY IV MAJ:MIN OFFSET [N OPT...]". */
+struct crypt_line {
+	char cipher[64];
+	char key[160];
+	uint64_t start, length;    /* sectors */
+	uint64_t iv_offset, offset;
+	unsigned maj, min;
+	uint32_t sector_size;
+	char flags[256];           /* the options, space-separated */
+};
+/* Parses the crypt line at `line` (up to its newline); -EINVAL when it is none. */
+int dm_crypt_line_parse(const char *line, struct crypt_line *c);
+/* The first crypt line of a table (a split table may start with the zone). */
+int dm_crypt_line_first(const char *table, struct crypt_line *c);
+/* A ":N:logon:wrapd:..." keyring reference. */
+bool dm_key_is_wrapd(const char *key);
+/* The LUKS UUID a wrapd key reference names; -EINVAL when none. */
+int dm_key_uuid(const char *key, char uuid[37]);
+
+/* A wrapd mapping's whole table: one crypt target, or the split table of
+ * an online rekey [0,a) new key | [a,b) linear over the zone device |
+ * [b,size) old key (each part may be absent). Sizes in bytes. */
+struct table_desc {
+	unsigned targets;
+	uint64_t size;             /* the end of the last target: the mapping's size */
+	uint64_t data_offset;      /* sectors on the backing device of the mapping's sector 0 */
+	struct crypt_line first;   /* the first crypt target (cipher, options, backing) */
+	char key_ref[160];         /* the whole mapping's key; split: the old key's (of [b,size)) */
+	char key_ref_new[160];     /* split: the new key's (of [0,a)), "" when no such part */
+	bool split;
+	bool old_in_table;         /* split: [b,size) exists (else key_ref is the new key) */
+	uint64_t new_end;          /* split: a, the end of the new-key part (0 when none) */
+	uint64_t zone_start, zone_len; /* split: the zone [a,b) (len 0 when none) */
+};
+/* -EINVAL for a table that is not one of these shapes (gaps, overlaps,
+ * other target types, keys of two volumes). */
+int dm_table_describe(const char *table, struct table_desc *d);
+
+/* volume_status_list's parts (volume/close.c), for the unit tests: the
+ * fields a live table gives (-EINVAL: not a wrapd mapping's table), and
+ * those the header at path gives (key version, conversion in progress;
+ * header_note says why when it cannot be read). */
+int volume_status_from_table(struct volume_status *s, const char *table);
+int volume_status_from_header(struct volume_status *s, const char *path);
+
 /* ---- online rekey (volume/online.c) ---- */
 
 /* What a split table is made of. Positions and sizes in bytes. */

@@ -3,12 +3,15 @@
 libwrapd_a_SOURCES += volume/volume.h volume/internal.h volume/table.c volume/loop.c \
 	volume/util.c volume/open.c volume/close.c volume/rewrap.c volume/erase.c volume/erase_plan.c volume/doctor.c \
 	volume/vaultcfg.c volume/format.c volume/keys.c volume/convert.c volume/header.c \
-	volume/inspect.c volume/status_json.c volume/online.c
+	volume/inspect.c volume/status_json.c volume/online.c volume/dmtable.c
 
 check_PROGRAMS += tests/volume/unit_volume_table tests/volume/host_volume_loop
 TESTS += tests/volume/unit_volume_table tests/volume/host_volume_loop
-check_PROGRAMS += tests/volume/unit_volume_docs
-TESTS += tests/volume/unit_volume_docs
+check_PROGRAMS += tests/volume/unit_volume_docs tests/volume/unit_volume_status
+TESTS += tests/volume/unit_volume_docs tests/volume/unit_volume_status
+tests_volume_unit_volume_status_SOURCES = tests/volume/unit_volume_status.c
+tests_volume_unit_volume_status_CFLAGS = $(UNIT_CFLAGS)
+tests_volume_unit_volume_status_LDADD = $(UNIT_LIBS)
 tests_volume_unit_volume_docs_SOURCES = tests/volume/unit_volume_docs.c
 tests_volume_unit_volume_docs_CFLAGS = $(UNIT_CFLAGS)
 tests_volume_unit_volume_docs_LDADD = $(UNIT_LIBS)

@@ -160,6 +160,20 @@ struct volume_status {
 	char holders[512];         /* space-separated */
 	int key_version;           /* from the header's token; -1 unknown */
 	char header_note[512];     /* why key_version is unknown, else "" */
+	/* An online rekey (the only conversion a mapped volume can be in):
+	 * the table is split [0,a) new key | [a,b) zone | [b,size) old key.
+	 * size_bytes is then the whole mapping's (all targets), key_ref the
+	 * old key's (the new key's when the old one is only in the zone). */
+	unsigned targets;          /* dm targets: 1, or 2-3 while split */
+	bool split;
+	char key_ref_new[160];     /* split: the new key's reference, else "" */
+	uint64_t table_new_bytes;  /* split: a, what the live table serves under the new key */
+	uint64_t zone_start, zone_bytes; /* split: the zone [a,b) (0 bytes when none) */
+	/* The header's conversion state (authoritative for progress: it is
+	 * durable, a resume or an open after a crash continues from it; the
+	 * live table may be one zone ahead of it). */
+	char conversion[16];       /* "rekey" (or another op's name), "" when none */
+	uint64_t conv_done, conv_total; /* bytes done of total at the last checkpoint */
 };
 /* Fills an array (malloc'ed) with every wrapd mapping; name filters to one
  * (-ENOENT when it is not a mapping). No Vault needed. */
@@ -168,6 +182,13 @@ int volume_status_list(const struct volume_ctx *ctx, const char *name,
 /* The status documents (`wrapctl status --json`'s kernel view): one object
  * per mapping, and the array of them. NULL when out of memory. */
 json_t *volume_status_entry_json(const struct volume_status *s);
+/* A rekey in progress on s: bytes done of total and where that comes from
+ * ("header": its checkpoint, authoritative; "table": the split table, when
+ * the header cannot be read). false when none. */
+bool volume_status_rekey(const struct volume_status *s, uint64_t *done, uint64_t *total,
+			 const char **source);
+/* Its "rekey" object (null when none), as in the status document. */
+json_t *volume_status_rekey_json(const struct volume_status *s);
 json_t *volume_status_json(const struct volume_status *st, size_t n);
 
 /* The inspect document (`wrapctl inspect --json`, a contract for scripts):
