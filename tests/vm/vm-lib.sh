@@ -47,6 +47,28 @@ vm_lock() {
 }
 vm_unlock() { flock -u "$VM_LOCK_FD"; exec {VM_LOCK_FD}>&-; }
 
+# vm_take_slot: waits for one of WRAPD_VM_SLOTS (default 2) machine-wide VM
+# slots and holds it until this process and its children (qemu) end. A TCG
+# guest wants about two cores and this machine has two: five VMs at once
+# (several engineers' suites) took three times as long each as two at a time
+# and made every figure meaningless. CI runs one VM at a time and never waits.
+vm_take_slot() {
+    local slots=${WRAPD_VM_SLOTS:-2} i said=0
+    mkdir -p "$VM_CACHE"
+    while :; do
+        for ((i = 1; i <= slots; i++)); do
+            exec {VM_SLOT_FD}>"$VM_CACHE/slot.$i"
+            flock -n "$VM_SLOT_FD" && return 0
+            exec {VM_SLOT_FD}>&-
+        done
+        if [ $said = 0 ]; then
+            echo "vm-run: $slots VM(s) already running on this machine; waiting for one to end (WRAPD_VM_SLOTS=$slots)" >&2
+            said=1
+        fi
+        sleep 2
+    done
+}
+
 # The newest linux-image-6.1.*-amd64 Debian offers (through the metapackage),
 # unpacked once into the cache. Offline, the newest cached one is reused.
 vm_pick_kernel_pkg() {
