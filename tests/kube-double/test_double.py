@@ -807,6 +807,27 @@ class TestFaultsAndLog(Base):
         st, js, _ = D.req("POST", "/_double/fault", {"count": 1}, token=None)
         self.assertEqual(st, 400)
 
+    def test_retry_after(self):
+        # The API server's rules (k8s.io/apiserver): the priority-and-fairness
+        # filter answers 429 with Retry-After and a plain-text body;
+        # ErrorNegotiated adds Retry-After to any Status whose details carry
+        # retryAfterSeconds (here the 504 "Too large resource version").
+        D.ctl("POST", "fault", {"apf": True, "path": PV})
+        st, body, h = D.req("GET", PV)
+        self.assertEqual((st, h["Retry-After"], h["Content-Type"].split(";")[0]),
+                         (429, "1", "text/plain"))
+        self.assertIn("Too many requests", body)
+        D.ctl("POST", "fault", {"apf": True, "path": PV, "retry_after": 7, "watch": True})
+        st, body, h = D.req("GET", PV + "?watch=1")
+        self.assertEqual((st, h["Retry-After"]), (429, "7"))
+        st, js, h = D.req("GET", PV + "?resourceVersion=99999999")
+        self.assertEqual((st, js["details"]["retryAfterSeconds"], h["Retry-After"]), (504, 1, "1"))
+        st, js, h = D.req("GET", PV + "/nope")
+        self.assertEqual(st, 404)
+        self.assertNotIn("Retry-After", h)
+        st, js, _ = D.req("POST", "/_double/fault", {"apf": True, "status": 503}, token=None)
+        self.assertEqual(st, 400)
+
     def test_log(self):
         D.ctl("POST", "log/clear")
         D.req("GET", PV + "?labelSelector=a%3Db")
