@@ -135,6 +135,11 @@ unsigned long kube_client_requests(const struct kube_client *kc)
 	return kc->requests;
 }
 
+long kube_client_retry_after(const struct kube_client *kc)
+{
+	return kc->retry_after_s;
+}
+
 static bool same_file(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
@@ -324,6 +329,7 @@ int kube_request(struct kube_client *kc, const char *method, const char *path, j
 {
 	*status = 0;
 	*resp = NULL;
+	kc->retry_after_s = 0;
 	_cleanup_free_ char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	if (body && !text)
 		return -ENOMEM;
@@ -349,6 +355,10 @@ int kube_request(struct kube_client *kc, const char *method, const char *path, j
 		return r;
 	}
 	curl_easy_getinfo(kc->curl, CURLINFO_RESPONSE_CODE, status);
+	curl_off_t ra = 0;
+	if (*status >= 400 && curl_easy_getinfo(kc->curl, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
+	    ra > 0)
+		kc->retry_after_s = ra > 86400 ? 86400 : (long)ra;
 	wlog(kc->log, WLOG_DEBUG, "kube: %s %s: %ld", method, path, *status);
 	if (b.len) {
 		json_error_t je;

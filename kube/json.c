@@ -416,8 +416,42 @@ int kube_pv_list_from_json(json_t *j, struct kube_pv **items, size_t *n, char rv
 int kube_pv_list_parse(const char *body, size_t len, struct kube_pv **items, size_t *n,
 		       char rv[64], size_t *skipped, struct werr *err)
 {
+	return kube_pv_list_page_parse(body, len, items, n, rv, NULL, skipped, err);
+}
+
+/* metadata.continue: opaque to us, but it goes back into a URL (escaped)
+ * and into logs: printable ASCII only, bounded; anything else is refused. */
+static int continue_token(json_t *md, char cont[KUBE_CONTINUE_MAX], struct werr *err)
+{
+	cont[0] = '\0';
+	json_t *c = json_object_get(md, "continue");
+	if (!c || json_is_null(c) || (json_is_string(c) && !json_string_length(c)))
+		return 0;
+	if (!get_str(c, cont, KUBE_CONTINUE_MAX, true))
+		return werr_set(err, -EBADMSG, "kube: a list page whose continue token is not a string of at most %d bytes",
+				KUBE_CONTINUE_MAX - 1);
+	for (const char *p = cont; *p; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
+			cont[0] = '\0';
+			return werr_set(err, -EBADMSG, "kube: a list page whose continue token holds a space or control character");
+		}
+	return 0;
+}
+
+int kube_pv_list_page_parse(const char *body, size_t len, struct kube_pv **items, size_t *n,
+			    char rv[64], char cont[KUBE_CONTINUE_MAX], size_t *skipped,
+			    struct werr *err)
+{
 	json_t *j = load_bounded(body, len, KUBE_RESPONSE_MAX);
 	int r = kube_pv_list_from_json(j, items, n, rv, skipped, err);
+	if (r == 0 && cont) {
+		r = continue_token(json_object_get(j, "metadata"), cont, err);
+		if (r < 0) {
+			free(*items);
+			*items = NULL;
+			*n = 0;
+		}
+	}
 	json_decref(j);
 	return r;
 }

@@ -9,10 +9,11 @@
  *   - the requests the agent makes: PersistentVolume create/get/delete/patch,
  *     list by label selector, Event create (kube/client.c);
  *   - the watch of the agent's own PVs on its own thread (kube/watch.c): list,
- *     then watch from the list's resourceVersion with bookmarks and
- *     timeoutSeconds; 410 (HTTP or an ERROR event) → relist; 429/5xx and
- *     broken connections → back-off with jitter; events handed to the agent's
- *     loop through an eventfd;
+ *     paged (limit/continue), then watch from the list's resourceVersion with
+ *     bookmarks and timeoutSeconds; 410 (HTTP or an ERROR event, or an
+ *     expired continue token) → relist; 429/5xx and broken connections →
+ *     back-off with jitter, never shorter than the server's Retry-After
+ *     (bounded); events handed to the agent's loop through an eventfd;
  *   - the JSON side, pure and fuzzed (kube/json.c): the PV document and its
  *     name rule, the Event document, reading PVs, lists, Status objects and
  *     the newline-delimited watch stream. Every response is hostile: sizes are
@@ -41,7 +42,8 @@
 
 #define KUBE_LINE_MAX (4u << 20)      /* one watch event */
 #define KUBE_RESPONSE_MAX (64u << 20) /* one response body (a list) */
-#define KUBE_LIST_MAX 100000          /* items in one list */
+#define KUBE_LIST_MAX 100000          /* items in one list (all its pages) */
+#define KUBE_PAGE_LIMIT 500           /* items per page of a list (limit=) */
 
 /* ---- names ------------------------------------------------------------------ */
 
@@ -126,6 +128,13 @@ int kube_status_from_json(json_t *obj, struct kube_status *st);
  * Items that are not PVs are skipped and counted in *skipped (may be NULL). */
 int kube_pv_list_parse(const char *body, size_t len, struct kube_pv **items, size_t *n,
 		       char rv[64], size_t *skipped, struct werr *err);
+/* One page of a list asked for with limit=: the same, plus metadata.continue
+ * in cont ("" on the last page). A token that is not printable ASCII or is
+ * longer than KUBE_CONTINUE_MAX - 1 is refused (-EBADMSG). */
+#define KUBE_CONTINUE_MAX 4096
+int kube_pv_list_page_parse(const char *body, size_t len, struct kube_pv **items, size_t *n,
+			    char rv[64], char cont[KUBE_CONTINUE_MAX], size_t *skipped,
+			    struct werr *err);
 
 enum kube_event_type {
 	KUBE_EV_ADDED = 1, KUBE_EV_MODIFIED, KUBE_EV_DELETED, KUBE_EV_BOOKMARK, KUBE_EV_ERROR,
@@ -175,6 +184,11 @@ void kube_client_free(struct kube_client *kc);
 const char *kube_client_url(const struct kube_client *kc);
 /* Requests made since the client was created (all kinds). */
 unsigned long kube_client_requests(const struct kube_client *kc);
+/* The Retry-After of the last answer, in seconds (0: none, or no answer).
+ * The API server sends it with 429 (priority and fairness, max in flight)
+ * and with errors whose Status has details.retryAfterSeconds. A caller that
+ * retries waits at least this long (bounded by its own maximum). */
+long kube_client_retry_after(const struct kube_client *kc);
 
 /* One request: path starts with '/'; body may be NULL; content_type NULL =
  * application/json. *status is the HTTP status (0: no answer); *resp is the
@@ -222,6 +236,8 @@ struct kube_watch_opts {
 	const char *selector;          /* NULL = KUBE_SELECTOR */
 	long timeout_seconds;          /* the watch's timeoutSeconds; 0 = 600 */
 	long backoff_min_ms, backoff_max_ms; /* 0 = 500 ms, 30 s */
+	long page_limit;               /* the list's limit= per page; 0 = KUBE_PAGE_LIMIT */
+	long retry_after_max_ms;       /* a Retry-After is honoured up to this; 0 = 30 s */
 };
 struct kube_watch;
 int kube_watch_start(struct kube_watch **out, const struct kube_watch_opts *o, struct werr *err);

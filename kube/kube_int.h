@@ -24,6 +24,7 @@ struct kube_client {
 	bool token_seen;
 	bool token_missing_said;
 	unsigned long requests;
+	long retry_after_s;            /* the last answer's Retry-After (seconds), 0 none */
 };
 
 /* Rereads the token file when it changed (stat: identity, size, times):

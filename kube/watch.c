@@ -15,6 +15,17 @@
  * bookmarks); on 410 (HTTP or an ERROR event) list again; on 429, 5xx, a
  * broken connection or a bad line, back off (exponential, jittered) and
  * watch again from the last resourceVersion.
+ *
+ * The list is paged (limit=, then continue= until a page has no continue
+ * token; the API reference's "Retrieving large results sets in chunks"):
+ * every page is the same snapshot, so the first page's resourceVersion is
+ * the list's. A continue token that expired (410) starts the list again
+ * from its first page, once; a second 410 in the same list backs off.
+ *
+ * Retry-After (the API server sends it with 429 from its priority-and-
+ * fairness / max-in-flight filter, and with any error whose Status carries
+ * details.retryAfterSeconds): the back-off after that answer lasts at
+ * least that long, bounded by retry_after_max_ms.
  */
 #include "kube/kube_int.h"
 
@@ -28,6 +39,7 @@ struct kube_watch {
 	struct kube_client *kc;        /* the thread's own (token state, URL) */
 	char *selector;                /* URL-escaped */
 	long timeout_s, bmin, bmax;
+	long page_limit, ra_max;
 	CURLM *multi;
 	CURL *easy;
 	int efd;
@@ -40,6 +52,7 @@ struct kube_watch {
 	/* thread-only */
 	uint32_t rng;
 	unsigned fails;
+	uint64_t retry_after_ms;       /* the last error answer's Retry-After, 0 none */
 	char rv[64];
 	struct kube_lines lines;
 	struct kube_body errbody;      /* a non-200 answer's body (Status) */
@@ -129,6 +142,14 @@ static void backoff(struct kube_watch *kw)
 	kw->rng ^= kw->rng >> 17;
 	kw->rng ^= kw->rng << 5;
 	d = d / 2 + kw->rng % (d / 2 + 1); /* jitter: [d/2, d] */
+	if (kw->retry_after_ms) {
+		/* The server said when: not before that, within our bound. */
+		uint64_t ra = kw->retry_after_ms < (uint64_t)kw->ra_max ? kw->retry_after_ms
+									 : (uint64_t)kw->ra_max;
+		if (ra > d)
+			d = ra;
+		kw->retry_after_ms = 0;
+	}
 	kw->fails++;
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -147,10 +168,34 @@ static void backoff(struct kube_watch *kw)
 
 /* ---- list ---- */
 
-static int do_list(struct kube_watch *kw)
+/* Retry-After of the answer just received (seconds, or an HTTP date: curl
+ * turns both into seconds from now). */
+static void note_retry_after(struct kube_watch *kw)
 {
-	char path[1024];
-	snprintf(path, sizeof(path), "/api/v1/persistentvolumes?labelSelector=%s", kw->selector);
+	curl_off_t ra = 0;
+	if (curl_easy_getinfo(kw->easy, CURLINFO_RETRY_AFTER, &ra) != CURLE_OK || ra <= 0)
+		kw->retry_after_ms = 0;
+	else
+		kw->retry_after_ms = ra > 86400 ? 86400000u : (uint64_t)ra * 1000u;
+}
+
+enum { PAGE_EXPIRED = 4 };
+
+/* One page: END_OK (items, rv, next filled), END_BACKOFF, END_STOP, or
+ * PAGE_EXPIRED (410 on a continue token). */
+static int list_page(struct kube_watch *kw, const char *cont, struct kube_pv **items, size_t *n,
+		     char rv[64], char next[KUBE_CONTINUE_MAX])
+{
+	char *ce = cont[0] ? curl_easy_escape(kw->easy, cont, 0) : NULL;
+	size_t plen = strlen(kw->selector) + (ce ? strlen(ce) : 0) + 128;
+	_cleanup_free_ char *path = malloc(plen);
+	if (!path || (cont[0] && !ce)) {
+		curl_free(ce);
+		return END_BACKOFF;
+	}
+	snprintf(path, plen, "/api/v1/persistentvolumes?labelSelector=%s&limit=%ld%s%s", kw->selector,
+		 kw->page_limit, ce ? "&continue=" : "", ce ? ce : "");
+	curl_free(ce);
 	struct werr err;
 	werr_clear(&err);
 	struct curl_slist *hdrs = NULL;
@@ -171,39 +216,114 @@ static int do_list(struct kube_watch *kw)
 	}
 	long st = 0;
 	curl_easy_getinfo(kw->easy, CURLINFO_RESPONSE_CODE, &st);
-	int end = END_OK;
+	if (cc == CURLE_OK && st == 410 && cont[0]) {
+		kube_body_free(&b);
+		wlog(kw->kc->log, WLOG_INFO, "kube: list: the continue token expired (410): listing again from the first page");
+		return PAGE_EXPIRED;
+	}
 	if (cc != CURLE_OK || st != 200) {
 		json_error_t je;
 		json_t *j = b.len ? json_loadb(b.buf, b.len, JSON_REJECT_DUPLICATES, &je) : NULL;
-		if (cc != CURLE_OK)
+		if (cc != CURLE_OK) {
 			werr_set(&err, -EHOSTUNREACH, "kube: list: %s", b.too_big ? "the list is too large" : curl_easy_strerror(cc));
-		else
-			kube_http_error(&err, -EPROTO, "GET", path, st, j);
+		} else {
+			note_retry_after(kw);
+			kube_http_error(&err, -EPROTO, "GET", "/api/v1/persistentvolumes (list)", st, j);
+		}
 		json_decref(j);
 		push_state(kw, false, err.msg);
-		wlog(kw->kc->log, WLOG_WARN, "%s", err.msg);
+		if (kw->retry_after_ms)
+			wlog(kw->kc->log, WLOG_WARN, "%s (Retry-After: %llu s)", err.msg,
+			     (unsigned long long)(kw->retry_after_ms / 1000));
+		else
+			wlog(kw->kc->log, WLOG_WARN, "%s", err.msg);
 		kube_body_free(&b);
 		return END_BACKOFF;
 	}
-	struct kube_watch_item *it = calloc(1, sizeof(*it));
-	char rv[64];
 	size_t skipped = 0;
-	r = it ? kube_pv_list_parse(b.buf, b.len, &it->items, &it->n, rv, &skipped, &err) : -ENOMEM;
+	r = kube_pv_list_page_parse(b.buf, b.len, items, n, rv, next, &skipped, &err);
 	kube_body_free(&b);
 	if (r < 0) {
-		free(it);
 		push_state(kw, false, werr_str(&err, r));
 		return END_BACKOFF;
 	}
 	if (skipped)
 		wlog(kw->kc->log, WLOG_WARN, "kube: list: %zu item(s) that are not PVs skipped", skipped);
-	snprintf(kw->rv, sizeof(kw->rv), "%s", rv);
+	return END_OK;
+}
+
+static int do_list(struct kube_watch *kw)
+{
+	struct kube_pv *all = NULL;
+	size_t nall = 0;
+	unsigned pages = 0, restarts = 0;
+	char rv[64] = "", list_rv[64] = "";
+	/* Two tokens (the one asked with, the next): 8 KiB, off the stack. */
+	char *cont = calloc(2, KUBE_CONTINUE_MAX);
+	if (!cont)
+		return END_BACKOFF;
+	char *next = cont + KUBE_CONTINUE_MAX;
+	int end;
+	for (;;) {
+		struct kube_pv *items = NULL;
+		size_t n = 0;
+		end = list_page(kw, cont, &items, &n, rv, next);
+		if (end == PAGE_EXPIRED && !restarts++) {
+			free(all);
+			all = NULL;
+			nall = pages = 0;
+			cont[0] = '\0';
+			continue;
+		}
+		if (end != END_OK) {
+			if (end == PAGE_EXPIRED) {
+				push_state(kw, false, "kube: list: the continue token expired twice in one list");
+				end = END_BACKOFF;
+			}
+			break;
+		}
+		if (!pages++)
+			snprintf(list_rv, sizeof(list_rv), "%s", rv);
+		if (nall + n > KUBE_LIST_MAX) {
+			free(items);
+			push_state(kw, false, "kube: list: more than 100000 PVs match the selector");
+			end = END_BACKOFF;
+			break;
+		}
+		struct kube_pv *na = realloc(all, (nall + n ? nall + n : 1) * sizeof(*na));
+		if (!na) {
+			free(items);
+			end = END_BACKOFF;
+			break;
+		}
+		all = na;
+		if (n)
+			memcpy(all + nall, items, n * sizeof(*items));
+		nall += n;
+		free(items);
+		if (!next[0])
+			break;
+		if (stopping(kw, NULL)) {
+			end = END_STOP;
+			break;
+		}
+		memcpy(cont, next, KUBE_CONTINUE_MAX);
+	}
+	free(cont);
+	struct kube_watch_item *it = end == END_OK ? calloc(1, sizeof(*it)) : NULL;
+	if (!it) {
+		free(all);
+		return end == END_OK ? END_BACKOFF : end;
+	}
+	snprintf(kw->rv, sizeof(kw->rv), "%s", list_rv);
 	it->kind = KUBE_W_SYNC;
-	size_t n = it->n;
+	it->items = all;
+	it->n = nall;
 	push_state(kw, true, NULL);
 	push(kw, it); /* the loop owns it from here */
-	wlog(kw->kc->log, WLOG_DEBUG, "kube: listed %zu PV(s) at resourceVersion %s", n, rv);
-	return end;
+	wlog(kw->kc->log, WLOG_DEBUG, "kube: listed %zu PV(s) in %u page(s) at resourceVersion %s",
+	     nall, pages, list_rv);
+	return END_OK;
 }
 
 /* ---- watch ---- */
@@ -316,6 +436,7 @@ static int do_watch(struct kube_watch *kw)
 	if (cc != CURLE_OK)
 		werr_set(&err, -EHOSTUNREACH, "kube: watch: %s", curl_easy_strerror(cc));
 	else {
+		note_retry_after(kw);
 		json_error_t je;
 		json_t *j = kw->errbody.len ? json_loadb(kw->errbody.buf, kw->errbody.len,
 							 JSON_REJECT_DUPLICATES, &je) : NULL;
@@ -372,6 +493,8 @@ int kube_watch_start(struct kube_watch **out, const struct kube_watch_opts *o, s
 	kw->bmax = o->backoff_max_ms > 0 ? o->backoff_max_ms : 30000;
 	if (kw->bmax < kw->bmin)
 		kw->bmax = kw->bmin;
+	kw->page_limit = o->page_limit > 0 ? o->page_limit : KUBE_PAGE_LIMIT;
+	kw->ra_max = o->retry_after_max_ms > 0 ? o->retry_after_max_ms : 30000;
 	if (getrandom(&kw->rng, sizeof(kw->rng), 0) != sizeof(kw->rng) || !kw->rng)
 		kw->rng = (uint32_t)getpid() | 1;
 	int r = kube_client_new(&kw->kc, &o->client, err);

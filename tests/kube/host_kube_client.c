@@ -309,6 +309,155 @@ static void test_watch_backoff_on_429(void **state)
 	kw = NULL;
 }
 
+static void start_watch_opts(const char *node, long page_limit, long ra_max_ms)
+{
+	char sel[128];
+	snprintf(sel, sizeof(sel), KUBE_SELECTOR "," KUBE_NODE_LABEL "=%s", node);
+	struct kube_watch_opts o = {.client = opts, .selector = sel, .backoff_min_ms = 100,
+				    .backoff_max_ms = 400, .page_limit = page_limit,
+				    .retry_after_max_ms = ra_max_ms};
+	struct werr e;
+	werr_clear(&e);
+	assert_int_equal(kube_watch_start(&kw, &o, &e), 0);
+}
+
+/* The list is paged: limit=2 over 5 PVs is 3 pages; a continue token that
+ * expired (410) starts the list again from its first page. */
+static void test_watch_paging(void **state)
+{
+	(void)state;
+	struct werr e;
+	werr_clear(&e);
+	char vol[16];
+	struct kube_pv pv;
+	bool existed;
+	for (int i = 0; i < 5; i++) {
+		snprintf(vol, sizeof(vol), "p%d", i);
+		json_t *d = spec_doc("node-p", vol);
+		assert_int_equal(kube_pv_create(kc, d, &pv, &existed, &e), 0);
+		json_decref(d);
+	}
+	json_decref(ctl("POST", "log/clear", NULL));
+	start_watch_opts("node-p", 2, 0);
+	struct kube_watch_item *it = wait_item(KUBE_W_SYNC);
+	assert_int_equal(it->n, 5);
+	for (size_t i = 0; i < it->n; i++) {
+		snprintf(vol, sizeof(vol), "p%d", (int)i);
+		assert_string_equal(it->items[i].volume, vol);
+	}
+	kube_watch_item_free(it);
+	/* (the watch that follows has no limit=) */
+	int pages = count_requests("/api/v1/persistentvolumes", "limit=2", 0);
+	int conts = count_requests("/api/v1/persistentvolumes", "continue=", 0);
+	print_message("# paging: 5 PVs, limit=2: %d list requests, %d with continue=\n", pages, conts);
+	assert_int_equal(pages, 3);
+	assert_int_equal(conts, 2);
+	wait_watch("node-p");
+	kube_watch_stop(kw);
+	kw = NULL;
+
+	/* The second page's token has expired: 410, then the first page again. */
+	json_decref(ctl("POST", "log/clear", NULL));
+	json_decref(ctl("POST", "fault", "{\"status\": 410, \"count\": 1, \"path\": \"/api/v1/persistentvolumes\", \"query\": \"continue=\"}"));
+	start_watch_opts("node-p", 2, 0);
+	it = wait_item(KUBE_W_SYNC);
+	assert_int_equal(it->n, 5);
+	kube_watch_item_free(it);
+	pages = count_requests("/api/v1/persistentvolumes", "limit=2", 0);
+	int firsts = pages - count_requests("/api/v1/persistentvolumes", "continue=", 0);
+	print_message("# paging: a 410 on the continue token: %d list requests, %d of them first pages\n",
+		      pages, firsts);
+	assert_int_equal(count_requests("/api/v1/persistentvolumes", NULL, 410), 1);
+	assert_int_equal(pages, 5); /* p1, p2 (410), p1, p2, p3 */
+	assert_int_equal(firsts, 2);
+	kube_watch_stop(kw);
+	kw = NULL;
+
+	/* Expired twice in one list: back-off, then a whole list. */
+	json_decref(ctl("POST", "log/clear", NULL));
+	json_decref(ctl("POST", "fault", "{\"status\": 410, \"count\": 2, \"path\": \"/api/v1/persistentvolumes\", \"query\": \"continue=\"}"));
+	start_watch_opts("node-p", 2, 0);
+	it = wait_item(KUBE_W_SYNC);
+	assert_int_equal(it->n, 5);
+	kube_watch_item_free(it);
+	assert_int_equal(count_requests("/api/v1/persistentvolumes", NULL, 410), 2);
+	kube_watch_stop(kw);
+	kw = NULL;
+}
+
+/* The time (the double's log) of request number idx among those matching. */
+static double request_time(const char *path_part, const char *query_part, int idx)
+{
+	json_t *log = ctl("GET", "log", NULL);
+	size_t i;
+	json_t *r;
+	int n = 0;
+	double t = -1;
+	json_array_foreach(json_object_get(log, "requests"), i, r) {
+		const char *p = json_string_value(json_object_get(r, "path"));
+		const char *q = json_string_value(json_object_get(r, "query"));
+		if (p && strstr(p, path_part) && (!query_part || (q && strstr(q, query_part))) &&
+		    n++ == idx) {
+			t = json_number_value(json_object_get(r, "time"));
+			break;
+		}
+	}
+	json_decref(log);
+	return t;
+}
+
+/* 429 from the API server's priority-and-fairness filter (plain text,
+ * Retry-After): the next try waits at least Retry-After, bounded by
+ * retry_after_max_ms. The client reports it for the agent's own retries. */
+static void test_retry_after(void **state)
+{
+	(void)state;
+	json_decref(ctl("POST", "log/clear", NULL));
+	json_decref(ctl("POST", "fault", "{\"apf\": true, \"retry_after\": 2, \"count\": 1, \"path\": \"/api/v1/persistentvolumes\", \"method\": \"GET\", \"watch\": false}"));
+	start_watch_opts("node-r", 0, 0);
+	struct kube_watch_item *it = wait_item(KUBE_W_SYNC);
+	kube_watch_item_free(it);
+	double t0 = request_time("/api/v1/persistentvolumes", "labelSelector", 0);
+	double t1 = request_time("/api/v1/persistentvolumes", "labelSelector", 1);
+	print_message("# Retry-After 2: the list was tried again %.2f s after the 429 (back-off alone: <= 0.4 s)\n",
+		      t1 - t0);
+	assert_int_equal(count_requests("/api/v1/persistentvolumes", NULL, 429), 1);
+	assert_true(t0 > 0 && t1 - t0 >= 2.0);
+	kube_watch_stop(kw);
+	kw = NULL;
+
+	/* A Retry-After of an hour is bounded (here by 1 s). */
+	json_decref(ctl("POST", "log/clear", NULL));
+	json_decref(ctl("POST", "fault", "{\"apf\": true, \"retry_after\": 3600, \"count\": 1, \"path\": \"/api/v1/persistentvolumes\", \"watch\": true}"));
+	start_watch_opts("node-r", 0, 1000);
+	it = wait_item(KUBE_W_SYNC);
+	kube_watch_item_free(it);
+	/* The watch after the 429: within 30 s, not an hour. */
+	t1 = -1;
+	for (int i = 0; i < 300 && (t1 = request_time("/api/v1/persistentvolumes", "watch=true", 1)) < 0; i++)
+		usleep(100000);
+	assert_int_equal(count_requests("/api/v1/persistentvolumes", "watch=true", 429), 1);
+	t0 = request_time("/api/v1/persistentvolumes", "watch=true", 0);
+	print_message("# Retry-After 3600 bounded to 1 s: the watch came again %.2f s later\n", t1 - t0);
+	assert_true(t1 - t0 >= 1.0);
+	kube_watch_stop(kw);
+	kw = NULL;
+
+	/* The request client keeps the last answer's Retry-After. */
+	struct werr e;
+	werr_clear(&e);
+	json_decref(ctl("POST", "fault", "{\"apf\": true, \"retry_after\": 5, \"count\": 1, \"path\": \"/api/v1/persistentvolumes\", \"method\": \"POST\"}"));
+	json_t *d = spec_doc("node-r", "r1");
+	struct kube_pv pv;
+	bool existed;
+	assert_int_equal(kube_pv_create(kc, d, &pv, &existed, &e), -EPROTO);
+	assert_non_null(strstr(e.msg, "429"));
+	assert_int_equal(kube_client_retry_after(kc), 5);
+	assert_int_equal(kube_pv_create(kc, d, &pv, &existed, &e), 0);
+	assert_int_equal(kube_client_retry_after(kc), 0);
+	json_decref(d);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	char tmp[4200];
@@ -437,6 +586,8 @@ int main(void)
 		cmocka_unit_test(test_list_and_event),
 		cmocka_unit_test(test_watch_events_and_relist),
 		cmocka_unit_test(test_watch_backoff_on_429),
+		cmocka_unit_test(test_watch_paging),
+		cmocka_unit_test(test_retry_after),
 		cmocka_unit_test(test_token_rotation),
 		cmocka_unit_test(test_idle_and_bookmarks),
 	};
