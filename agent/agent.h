@@ -149,6 +149,14 @@ void worker_set_observer(struct worker *w, vault_observer_fn fn, void *arg);
 /* On the worker thread: a volume context with the worker's Vault client
  * (made on first use), for the Kubernetes mode's jobs. */
 int worker_vctx(struct worker *w, struct volume_ctx *vctx, struct werr *err);
+/* Kubernetes mode: the mode's state the worker may read (its API client,
+ * used on the worker only; node and namespace, fixed at start). Set before
+ * the first job is submitted; NULL outside Kubernetes mode. */
+struct kmode;
+void worker_set_kmode(struct worker *w, struct kmode *km);
+struct kmode *worker_kmode(struct worker *w);
+/* The agent's log (thread-safe), for lines written on the worker. */
+struct alog *worker_log(struct worker *w);
 
 /* ---- volumes and their states -------------------------------------------------- */
 
@@ -285,6 +293,9 @@ bool kvol_convert(const struct kvol *k);   /* convert_existing applies to it */
 /* A discovered device wrapd never touches (foreign, not a block device):
  * reported, but not a failure of the agent (readiness). */
 bool kvol_foreign(const struct kvol *k);
+/* A release failed after the mapping was closed: the kube mode retries it
+ * (SIGHUP's retry of failed volumes leaves it alone). */
+bool kvol_erase_pending(const struct kvol *k);
 void kjob_free(struct kjob *kj);
 /* On the worker thread (agent/kube_jobs.c, agent/discovery.c). */
 void kjob_run(struct worker *w, struct kjob *kj);

@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <stdarg.h>
+#include <sys/random.h>
 #include <fcntl.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -212,6 +213,34 @@ static void foreign(struct job_item *it, int cls, int rc, const char *fmt, ...)
 	snprintf(it->msg, sizeof(it->msg), "%s: %s", it->device, it->kdetail);
 }
 
+/* ConvertStarted, posted from here (the worker) before the engine starts:
+ * the conversion keeps the worker busy, so a job queued behind it would
+ * come only after. An API server that does not answer delays the
+ * conversion by at most the request's timeouts, and only the Event is lost. */
+static void convert_started(struct worker *w, const struct job_item *it, bool resume,
+			    const char *what)
+{
+	struct kmode *km = worker_kmode(w);
+	if (!km || !km->kc)
+		return;
+	char pv[254], msg[1024];
+	kube_pv_name(km->node, it->name, pv);
+	snprintf(msg, sizeof(msg),
+		 resume ? "%s: %s was interrupted (agent stopped or node rebooted): finishing the in-place encryption (convert_existing = yes); PV %s is published when it is done"
+			: "%s holds %s: encrypting it in place (convert_existing = yes); PV %s is published when it is done",
+		 it->device, what, pv);
+	uint64_t unique = 0;
+	if (getrandom(&unique, sizeof(unique), 0) != sizeof(unique))
+		unique = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+	struct werr e;
+	werr_clear(&e);
+	alog(worker_log(w), WLOG_INFO, it->name, it->device, "ConvertStarted", "%s", msg);
+	int r = kmode_post_event(km, pv, "", false, "ConvertStarted", msg, unique, &e);
+	if (r < 0)
+		alog(worker_log(w), WLOG_WARN, it->name, it->device, "kubernetes",
+		     "the ConvertStarted Event was not posted: %s", werr_str(&e, r));
+}
+
 /* convert_existing: the engine encrypts the plaintext file system in place
  * (or finishes a conversion that was interrupted), then the open job opens
  * it. The engine refuses, device unchanged, anything in use or without the
@@ -220,6 +249,7 @@ static void convert(struct worker *w, struct job_item *it, bool resume, const ch
 {
 	struct werr e;
 	werr_clear(&e);
+	convert_started(w, it, resume, what);
 	struct volume_ctx vctx;
 	struct volume_convert_req rq = {.device = it->device};
 	struct conv_result res = {0};

@@ -47,6 +47,11 @@ struct kvol {
 	unsigned fails;
 	uint64_t retry_at_ms;      /* 0 = none */
 	char last_kube_error[WERR_MSG_MAX];
+	/* A release that failed after the close (erase, format or open): the
+	 * volume is failed, its PV stays Released, and the release is tried
+	 * again on the back-off until it succeeds. */
+	bool erase_pending;
+	char erase_said[WERR_MSG_MAX]; /* the EraseFailed Event last posted */
 };
 
 enum kop {
@@ -76,11 +81,13 @@ struct kjob {
 	bool mapped;               /* KOP_ERASE: the mapping exists at the end */
 	bool in_use;               /* KOP_ERASE: refused, something holds it */
 	uint64_t erase_ms;         /* close → open again */
+	long retry_after_s;        /* the API server's Retry-After for the failed request */
 };
 void kjob_free(struct kjob *kj);
 
 struct kmode {
 	char node[254];
+	char ns[64];               /* event_namespace */
 	char node_label[64];
 	struct kube_client *kc;    /* used on the worker thread only */
 	struct kube_watch *kw;
@@ -108,6 +115,10 @@ void kmode_submit(struct agent *a, struct vol *v, struct kjob *kj);
 struct kjob *kjob_new(struct agent *a, enum kop op);
 void kmode_event(struct agent *a, struct vol *v, const char *pv_name, bool warning,
 		 const char *reason, const char *fmt, ...) _printf_(6, 7);
+
+/* kube_jobs.c: posts one Event now (on the worker thread). */
+int kmode_post_event(struct kmode *km, const char *pv_name, const char *pv_uid, bool warning,
+		     const char *reason, const char *message, uint64_t unique, struct werr *err);
 
 /* discovery.c */
 int discovery_init(struct agent *a, struct werr *err);

@@ -122,6 +122,8 @@ static int erase(struct worker *w, struct kjob *kj, struct werr *err)
 		 "PV %.100s was Released: /dev/mapper/%s crypto-erased (%.120s), formatted with a fresh key (LUKS UUID %s) and opened in %llu ms; the PV is published again",
 		 kj->pv_name, kj->vol, rep.data_action[0] ? rep.data_action : "key destroyed",
 		 res.uuid, (unsigned long long)kj->erase_ms);
+	if (!kj->pv_uid[0])
+		return 0; /* a retried release whose PV is gone already */
 	return kube_pv_delete(kj->kc, kj->pv_name, kj->pv_uid, err);
 
 refused:
@@ -130,6 +132,17 @@ refused:
 	snprintf(kj->ev_reason, sizeof(kj->ev_reason), "EraseRefused");
 	snprintf(kj->ev_message, sizeof(kj->ev_message), "%.500s", err->msg);
 	return r;
+}
+
+int kmode_post_event(struct kmode *km, const char *pv_name, const char *pv_uid, bool warning,
+		     const char *reason, const char *message, uint64_t unique, struct werr *err)
+{
+	struct kube_event_spec es = {
+		.ns = km->ns, .pv_name = pv_name, .pv_uid = pv_uid, .warning = warning,
+		.reason = reason, .message = message, .node = km->node, .now = time(NULL),
+		.unique = unique,
+	};
+	return kube_event_post(km->kc, &es, err);
 }
 
 void kjob_run(struct worker *w, struct kjob *kj)
@@ -144,8 +157,10 @@ void kjob_run(struct worker *w, struct kjob *kj)
 	case KOP_ERASE: r = erase(w, kj, &e); break;
 	}
 	kj->rc = r;
-	if (r < 0)
+	if (r < 0) {
 		snprintf(kj->msg, sizeof(kj->msg), "%s", werr_str(&e, r));
+		kj->retry_after_s = kube_client_retry_after(kj->kc); /* before the Event's request */
+	}
 	if (kj->ev) {
 		struct kube_event_spec es = {
 			.ns = kj->ns, .pv_name = kj->pv_name, .pv_uid = kj->pv_uid,

@@ -54,6 +54,11 @@ bool kvol_foreign(const struct kvol *k)
 	return k->kclass == KC_FOREIGN || k->kclass == KC_NOT_BLOCK;
 }
 
+bool kvol_erase_pending(const struct kvol *k)
+{
+	return k->erase_pending;
+}
+
 void kjob_free(struct kjob *kj)
 {
 	free(kj);
@@ -74,6 +79,7 @@ int kube_mode_init(struct agent *a, struct werr *err)
 	if (r < 0)
 		return r;
 	kube_label_value(km->node, km->node_label);
+	snprintf(km->ns, sizeof(km->ns), "%s", a->cfg.event_namespace);
 	struct kube_client_opts co = {
 		.api_url = a->cfg.kube_api_url, .token_file = a->cfg.kube_token_file,
 		.ca_file = a->cfg.kube_ca_file, .log = &a->log->wlog,
@@ -95,6 +101,7 @@ int kube_mode_init(struct agent *a, struct werr *err)
 	     km->node, kube_client_url(km->kc), a->cfg.discovery_dir, a->cfg.kubelet_dir,
 	     a->cfg.storage_class, a->cfg.block_mode ? "Block" : "Filesystem",
 	     a->cfg.retain ? "Retain" : "Delete");
+	worker_set_kmode(a->w, km);
 	return 0;
 }
 
@@ -343,7 +350,19 @@ static void kick_vol(struct agent *a, struct vol *v, uint64_t now)
 	struct kvol *k = v->k;
 	struct kube_pv *pv = kmode_find_pv(km, k->pv_name);
 	snprintf(k->pv_phase, sizeof(k->pv_phase), "%s", pv ? kube_phase_name(pv->phase) : "");
-	if (v->busy || k->job || k->gone || v->st != VS_OPEN)
+	if (v->busy || k->job || k->gone)
+		return;
+	if (k->erase_pending && v->st == VS_FAILED) {
+		/* A release that failed half-way: the device holds no key any
+		 * more (or soon will not); finish it on the back-off. */
+		if (k->retry_at_ms && now < k->retry_at_ms)
+			return;
+		k->retry_at_ms = 0;
+		submit_vol(a, v, KOP_ERASE,
+			   pv && pv->phase == KUBE_PHASE_RELEASED && !pv->deleting ? pv : NULL);
+		return;
+	}
+	if (v->st != VS_OPEN)
 		return;
 	if (k->retry_at_ms && now < k->retry_at_ms)
 		return;
@@ -449,24 +468,56 @@ uint64_t kube_mode_deadline(const struct agent *a)
 	return d;
 }
 
-static void failed_later(struct agent *a, struct vol *v, const char *msg)
+/* The next try on the agent's back-off; never before the API server's
+ * Retry-After (retry_after_s, bounded by agent_retry_max). Returns the delay. */
+static uint64_t failed_later(struct agent *a, struct vol *v, const char *msg, long retry_after_s)
 {
 	struct kvol *k = v->k;
 	uint64_t d = (uint64_t)a->cfg.retry_min_ms << (k->fails < 10 ? k->fails : 10);
 	if (d > (uint64_t)a->cfg.retry_max_ms)
 		d = (uint64_t)a->cfg.retry_max_ms;
+	if (retry_after_s > 0) {
+		uint64_t ra = (uint64_t)retry_after_s * 1000u;
+		if (ra > (uint64_t)a->cfg.retry_max_ms)
+			ra = (uint64_t)a->cfg.retry_max_ms;
+		if (ra > d)
+			d = ra;
+	}
 	k->fails++;
 	k->retry_at_ms = agent_now_ms() + d;
 	bool again = !strcmp(k->last_kube_error, msg);
 	snprintf(k->last_kube_error, sizeof(k->last_kube_error), "%s", msg);
 	alog(a->log, again ? WLOG_DEBUG : WLOG_WARN, v->name, v->device, "kubernetes",
-	     "%s; trying again in %llu ms", msg, (unsigned long long)d);
+	     "%s; trying again in %llu ms%s", msg, (unsigned long long)d,
+	     retry_after_s > 0 ? " (the API server's Retry-After)" : "");
+	return d;
+}
+
+/* A release that failed: a Warning Event, once per distinct error. */
+static void erase_failed_event(struct agent *a, struct vol *v, const struct kjob *kj, uint64_t d)
+{
+	struct kvol *k = v->k;
+	if (!strcmp(k->erase_said, kj->msg))
+		return;
+	snprintf(k->erase_said, sizeof(k->erase_said), "%s", kj->msg);
+	kmode_event(a, v, kj->pv_name, true, "EraseFailed",
+		    "the release of PV %.100s (/dev/mapper/%s) failed: %.400s. %s; the agent tries again on its back-off (next in %llu ms, at most agent_retry_max apart) and the PV stays Released until it is done. If Vault is down or sealed, bring it back ('wrapctl vault status' says why); nothing else is needed",
+		    kj->pv_name, v->name, kj->msg,
+		    kj->mapped && !k->erase_pending ? "The volume is still open and holds its data"
+			       : "The volume is closed (its key may already be destroyed)",
+		    (unsigned long long)d);
 }
 
 static void erase_done(struct agent *a, struct vol *v, struct kjob *kj)
 {
 	struct kvol *k = v->k;
 	if (kj->rc == 0 || kj->new_uuid[0]) {
+		if (k->erase_pending)
+			alog(a->log, WLOG_INFO, v->name, v->device, "erased",
+			     "the release that failed before is done");
+		k->erase_pending = false;
+		k->erase_said[0] = '\0';
+		k->fails = 0;
 		snprintf(v->luks_uuid, sizeof(v->luks_uuid), "%.36s", kj->new_uuid);
 		v->st = VS_OPEN;
 		v->last_error[0] = '\0';
@@ -477,7 +528,7 @@ static void erase_done(struct agent *a, struct vol *v, struct kjob *kj)
 		     kj->new_uuid, (unsigned long long)kj->erase_ms, kj->pv_name,
 		     kj->rc == 0 ? "deleted, published again once it is gone" : "not deleted yet");
 		if (kj->rc < 0)
-			failed_later(a, v, kj->msg);
+			failed_later(a, v, kj->msg, kj->retry_after_s);
 		return;
 	}
 	if (kj->in_use) {
@@ -486,16 +537,21 @@ static void erase_done(struct agent *a, struct vol *v, struct kjob *kj)
 		alog(a->log, WLOG_WARN, v->name, v->device, "EraseRefused", "%s", kj->msg);
 		return;
 	}
-	if (kj->mapped) {
+	if (kj->mapped && !k->erase_pending) {
 		v->st = VS_OPEN;
-		failed_later(a, v, kj->msg);
+		erase_failed_event(a, v, kj, failed_later(a, v, kj->msg, kj->retry_after_s));
 		return;
 	}
-	/* Closed, and the erase or the new format failed: the PV stays
-	 * Released (nothing republished); SIGHUP tries the open again. */
+	/* Closed, and the erase, the new format or the open failed: the PV
+	 * stays Released (nothing republished), the volume is failed, and the
+	 * whole release runs again on the back-off (erase is idempotent). */
+	bool again = k->erase_pending && !strcmp(v->last_error, kj->msg);
 	v->st = VS_FAILED;
+	k->erase_pending = true;
 	snprintf(v->last_error, sizeof(v->last_error), "%s", kj->msg);
-	alog(a->log, WLOG_ERROR, v->name, v->device, "erase-failed", "%s", kj->msg);
+	alog(a->log, again ? WLOG_DEBUG : WLOG_ERROR, v->name, v->device, "erase-failed", "%s",
+	     kj->msg);
+	erase_failed_event(a, v, kj, failed_later(a, v, kj->msg, kj->retry_after_s));
 }
 
 void kube_mode_job_done(struct agent *a, struct job *j)
@@ -519,7 +575,7 @@ void kube_mode_job_done(struct agent *a, struct job *j)
 	switch (kj->op) {
 	case KOP_PUBLISH:
 		if (kj->rc < 0) {
-			failed_later(a, v, kj->msg);
+			failed_later(a, v, kj->msg, kj->retry_after_s);
 			break;
 		}
 		k->fails = 0;
@@ -543,7 +599,7 @@ void kube_mode_job_done(struct agent *a, struct job *j)
 	case KOP_DELETE:
 		if (kj->rc < 0) {
 			k->await_gone_uid[0] = '\0';
-			failed_later(a, v, kj->msg);
+			failed_later(a, v, kj->msg, kj->retry_after_s);
 		}
 		break;
 	case KOP_ERASE:
@@ -587,6 +643,7 @@ void kube_mode_vol_json(const struct vol *v, json_t *o)
 	json_object_set_new(j, "in_use", json_boolean(k->in_use));
 	json_object_set_new(j, "in_use_by", k->in_use_by[0] ? json_string(k->in_use_by) : json_null());
 	json_object_set_new(j, "gone", json_boolean(k->gone));
+	json_object_set_new(j, "erase_pending", json_boolean(k->erase_pending));
 	json_object_set_new(j, "released_to_available_ms",
 			    k->last_erase_ms ? json_integer((json_int_t)k->last_erase_ms) : json_null());
 	json_object_set_new(j, "error", k->last_kube_error[0] ? json_string(k->last_kube_error)

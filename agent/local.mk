@@ -44,3 +44,7 @@ EXTRA_DIST += tests/agent/metricsq.py
 # readiness, reconcile of orphan PVs, idle).
 TESTS += tests/agent/host_kube_agent.sh
 dist_noinst_SCRIPTS += tests/agent/host_kube_agent.sh
+# convert_existing on this host: an interrupted in-place encryption resumed by
+# the agent, ConvertStarted before ConvertDone (the engine converts offline).
+TESTS += tests/agent/host_kube_convert.sh
+dist_noinst_SCRIPTS += tests/agent/host_kube_convert.sh

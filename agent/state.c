@@ -422,7 +422,8 @@ void agent_vault_changed(struct agent *a)
 void agent_retry_failed(struct agent *a)
 {
 	for (size_t i = 0; i < a->n; i++)
-		if (a->v[i].st == VS_FAILED && !a->v[i].busy)
+		if (a->v[i].st == VS_FAILED && !a->v[i].busy &&
+		    !(a->v[i].k && kvol_erase_pending(a->v[i].k)))
 			a->v[i].st = VS_CLOSED;
 	a->retry_at_ms = 0;
 	a->retry_n = 0;

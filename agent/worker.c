@@ -32,6 +32,7 @@ struct worker {
 	struct vault_config *own;      /* the settings in use (owned) */
 	struct vault_client *vc;
 	vault_observer_fn observe;     /* given to every client made (metrics) */
+	struct kmode *km;              /* Kubernetes mode (worker_set_kmode) */
 	void *observe_arg;
 };
 
@@ -357,6 +358,23 @@ int worker_start(struct worker **out, struct vault_config *vcfg, struct alog *lo
 }
 
 int worker_fd(const struct worker *w) { return w->efd; }
+
+void worker_set_kmode(struct worker *w, struct kmode *km)
+{
+	pthread_mutex_lock(&w->mu);
+	w->km = km;
+	pthread_mutex_unlock(&w->mu);
+}
+
+struct kmode *worker_kmode(struct worker *w)
+{
+	return w->km;
+}
+
+struct alog *worker_log(struct worker *w)
+{
+	return w->log;
+}
 
 void worker_set_observer(struct worker *w, vault_observer_fn fn, void *arg)
 {
