@@ -51,7 +51,7 @@ struct kvol {
 	 * volume is failed, its PV stays Released, and the release is tried
 	 * again on the back-off until it succeeds. */
 	bool erase_pending;
-	char erase_said[WERR_MSG_MAX]; /* the EraseFailed Event last posted */
+	char erase_said[WERR_MSG_MAX]; /* the EraseFailed Event posted for this failure, "" none */
 };
 
 enum kop {

@@ -493,11 +493,13 @@ static uint64_t failed_later(struct agent *a, struct vol *v, const char *msg, lo
 	return d;
 }
 
-/* A release that failed: a Warning Event, once per distinct error. */
+/* A release that failed: one Warning Event per failed release (its first
+ * error; the same outage fails each retry with messages that differ only in
+ * details such as timings), again after the release succeeded. */
 static void erase_failed_event(struct agent *a, struct vol *v, const struct kjob *kj, uint64_t d)
 {
 	struct kvol *k = v->k;
-	if (!strcmp(k->erase_said, kj->msg))
+	if (k->erase_said[0])
 		return;
 	snprintf(k->erase_said, sizeof(k->erase_said), "%s", kj->msg);
 	kmode_event(a, v, kj->pv_name, true, "EraseFailed",
@@ -545,7 +547,7 @@ static void erase_done(struct agent *a, struct vol *v, struct kjob *kj)
 	/* Closed, and the erase, the new format or the open failed: the PV
 	 * stays Released (nothing republished), the volume is failed, and the
 	 * whole release runs again on the back-off (erase is idempotent). */
-	bool again = k->erase_pending && !strcmp(v->last_error, kj->msg);
+	bool again = k->erase_pending; /* said when it first failed */
 	v->st = VS_FAILED;
 	k->erase_pending = true;
 	snprintf(v->last_error, sizeof(v->last_error), "%s", kj->msg);

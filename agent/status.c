@@ -127,6 +127,11 @@ char *status_json(const struct agent *a)
 	json_object_set_new(ag, "retry_in_ms",
 			    a->retry_at_ms ? json_integer((json_int_t)(a->retry_at_ms > now ? a->retry_at_ms - now : 0))
 					   : json_null());
+	/* The agent's next wake-up of its own (retry, upkeep, Kubernetes
+	 * retries): null when none is armed, as at idle. */
+	uint64_t nd = agent_next_deadline(a);
+	json_object_set_new(ag, "next_timer_in_ms",
+			    nd ? json_integer((json_int_t)(nd > now ? nd - now : 0)) : json_null());
 	json_t *vols = json_array();
 	for (size_t i = 0; i < a->n; i++)
 		json_array_append_new(vols, vol_json(&a->v[i]));

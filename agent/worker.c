@@ -282,6 +282,8 @@ static void run(struct worker *w, struct job *j)
 static void *thread_main(void *arg)
 {
 	struct worker *w = arg;
+	/* Named for /proc/PID/task/TID/comm (the idle tests print who woke). */
+	pthread_setname_np(pthread_self(), "wrapd-worker");
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		while (!w->stop && !w->q_head)

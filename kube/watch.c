@@ -452,6 +452,7 @@ static void *watch_main(void *arg)
 {
 	struct kube_watch *kw = arg;
 	bool need_list = true;
+	pthread_setname_np(pthread_self(), "wrapd-kwatch");
 	for (;;) {
 		bool relist = false;
 		if (stopping(kw, &relist))
