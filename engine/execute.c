@@ -245,17 +245,7 @@ static int do_inplace(struct conv *c)
 	if (done == UINT64_MAX || done > c->size)
 		return werr_set(c->err, -EUCLEAN, "%s: conversion state is damaged", c->what);
 	if (a != UINT64_MAX && e != UINT64_MAX) {
-		if (a != done || e <= a || e > c->size || (e - a) > jhz)
-			return werr_set(c->err, -EUCLEAN, "%s: conversion state is damaged", c->what);
-		size_t hlen = (size_t)((e - a) / 512) * 8;
-		uint64_t *hashes = abuf(hlen);
-		if (!hashes)
-			return -ENOMEM;
-		uint64_t slot = st_u64(c->state, "jslot");
-		int rc = journal_read(c, slot == 1 ? 1 : 0, jhz, a, e, st_str(c->state, "jsha"), hashes);
-		if (rc == 0)
-			rc = recover_hotzone(c, a, e, hashes);
-		abuf_free(hashes, hlen);
+		int rc = zone_from_journal(c, jhz, a, e);
 		if (rc < 0)
 			return rc;
 		c->done_bytes += e - a;

@@ -418,6 +418,10 @@ int keys2_init(struct conv *c, struct keys2 *k, enum engine_xform xf);
 void keys2_free(struct keys2 *k);
 /* Re-runs an in-place hotzone after a crash from its journal. */
 int recover_hotzone(struct conv *c, uint64_t a, uint64_t e, const uint64_t *hashes);
+/* Finishes the hotzone [a,e) the state names as journaled (held, or not
+ * mapped at all): every sub-sector still old is converted, the rest was
+ * written; fsynced. jhz: the journal's hotzone size (state "jhotzone"). */
+int zone_from_journal(struct conv *c, uint64_t jhz, uint64_t a, uint64_t e);
 /* Reads the header or, at the head of an attached device, what a crash
  * while (un)parking left; sets c->have_hdr / c->resumed / c->finished.
  * 0, or -ENODEV when nothing was converted, or an error. */

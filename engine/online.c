@@ -49,25 +49,6 @@ static bool state_zone(struct conv *c, uint64_t *a, uint64_t *e)
 	return *a != UINT64_MAX && *e != UINT64_MAX;
 }
 
-/* Finishes the journaled zone [a,e) (held, or not mapped at all): every
- * sub-sector still old is converted, the rest was written; fsynced. */
-static int zone_from_journal(struct conv *c, uint64_t jhz, uint64_t a, uint64_t e)
-{
-	uint64_t done = st_u64(c->state, "done");
-	if (a != done || e <= a || e > c->size || (e - a) > jhz)
-		return werr_set(c->err, -EUCLEAN, "%s: conversion state is damaged", c->what);
-	size_t hlen = (size_t)((e - a) / 512) * 8;
-	uint64_t *hashes = abuf(hlen);
-	if (!hashes)
-		return -ENOMEM;
-	uint64_t slot = st_u64(c->state, "jslot");
-	int rc = journal_read(c, slot == 1 ? 1 : 0, jhz, a, e, st_str(c->state, "jsha"), hashes);
-	if (rc == 0)
-		rc = recover_hotzone(c, a, e, hashes);
-	abuf_free(hashes, hlen);
-	return rc;
-}
-
 /* The state after zone [a,e) is converted: done=e, no zone. Not committed. */
 static void state_done(struct conv *c, uint64_t e)
 {

@@ -107,6 +107,28 @@ out:
 	return rc;
 }
 
+/* The state names the journaled hotzone [a,e): checked against the state
+ * (it starts at done, within the device, within the journal's hotzone size
+ * jhz), its hashes read from the slot the state names (and checked against
+ * the state's SHA-256), then recover_hotzone. Offline resume, online repair
+ * and opening in the middle all finish a zone through this. */
+int zone_from_journal(struct conv *c, uint64_t jhz, uint64_t a, uint64_t e)
+{
+	uint64_t done = st_u64(c->state, "done");
+	if (a != done || e <= a || e > c->size || (e - a) > jhz)
+		return werr_set(c->err, -EUCLEAN, "%s: conversion state is damaged", c->what);
+	size_t hlen = (size_t)((e - a) / 512) * 8;
+	uint64_t *hashes = abuf(hlen);
+	if (!hashes)
+		return -ENOMEM;
+	uint64_t slot = st_u64(c->state, "jslot");
+	int rc = journal_read(c, slot == 1 ? 1 : 0, jhz, a, e, st_str(c->state, "jsha"), hashes);
+	if (rc == 0)
+		rc = recover_hotzone(c, a, e, hashes);
+	abuf_free(hashes, hlen);
+	return rc;
+}
+
 /* Reads the header (device or file) and, when there is none at the head of
  * an attached device, looks for a park descriptor in the tail. */
 static int find_state(struct conv *c, struct park_desc *pd, uint8_t *prior, uint8_t *target,
