@@ -136,6 +136,57 @@ static void sleep_ms(unsigned ms)
 
 /* ---- create / reload / suspend / resume ---------------------------------- */
 
+static int add_lines(struct dm_task *dmt, const struct dm_line *lines, size_t n);
+
+/* Creates `name` with dm UUID `uuid`, loads lines[0..n) and resumes it; on
+ * failure removes the empty device again and returns the errno of the step
+ * that failed (*at_create: the create itself, e.g. the name is taken). No
+ * message: the callers word the errors they expect. Three steps, as
+ * libdevmapper's one-shot create does internally, but with the table load on
+ * its own so its errno (ENOKEY for a missing key) reaches the caller instead
+ * of the errno of the cleanup. */
+static int create_lines(const struct dmcrypt_ctx *ctx, const char *name, const char *uuid,
+			const struct dm_line *lines, size_t n, bool read_only, bool *at_create)
+{
+	DM_SESSION(ctx);
+	int rc = 0;
+	*at_create = true;
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CREATE, name);
+		if (!dmt || !dm_task_set_uuid(dmt, uuid) ||
+		    !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
+			return -ENOMEM;
+		if (!dm_task_run(dmt))
+			return task_errno(dmt);
+	}
+	*at_create = false;
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RELOAD, name);
+		if (!dmt || (read_only && !dm_task_set_ro(dmt)) ||
+		    /* Have the kernel wipe its ioctl buffers: tables sit next to keys. */
+		    !dm_task_secure_data(dmt))
+			rc = -ENOMEM;
+		else if ((rc = add_lines(dmt, lines, n)) == 0 && !dm_task_run(dmt))
+			rc = task_errno(dmt);
+	}
+	if (rc == 0) {
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RESUME, name);
+		if (!dmt || !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
+			rc = -ENOMEM;
+		else
+			rc = run_node_task(ctx, dmt);
+		if (rc == 0)
+			return 0;
+	}
+	/* Undo the empty device; the error that matters is the one above. */
+	{
+		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_REMOVE, name);
+		if (dmt)
+			(void)run_node_task(ctx, dmt);
+	}
+	return rc;
+}
+
 int dmcrypt_create(const struct dmcrypt_ctx *ctx, const char *name, const char *luks_uuid,
 		   const struct dmcrypt_table *t, bool read_only, struct werr *err)
 {
@@ -151,53 +202,20 @@ int dmcrypt_create(const struct dmcrypt_ctx *ctx, const char *name, const char *
 	if (rc < 0)
 		return werr_prefix(err, rc, "%s", name);
 
-	DM_SESSION(ctx);
-	/* Three steps, as libdevmapper's one-shot create does internally, but
-	 * with the table load on its own so its errno (ENOKEY for a missing
-	 * key) reaches the caller instead of the errno of the cleanup. */
-	{
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CREATE, name);
-		if (!dmt || !dm_task_set_uuid(dmt, uuid) ||
-		    !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
-			return werr_set(err, -ENOMEM, "create %s: out of memory", name);
-		if (!dm_task_run(dmt)) {
-			rc = task_errno(dmt);
-			if (rc == -EEXIST || rc == -EBUSY)
-				return werr_set(err, -EEXIST, "create %s: a mapping with this name "
-						"or UUID %s already exists", name, uuid);
-			return dm_fail(err, rc, "create", name);
-		}
-	}
-	{
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RELOAD, name);
-		if (!dmt || !dm_task_add_target(dmt, 0, t->length, "crypt", params) ||
-		    (read_only && !dm_task_set_ro(dmt)) ||
-		    /* Have the kernel wipe its ioctl buffers: tables sit next to keys. */
-		    !dm_task_secure_data(dmt))
-			rc = -ENOMEM;
-		else if (!dm_task_run(dmt))
-			rc = task_errno(dmt);
-	}
-	if (rc == 0) {
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RESUME, name);
-		if (!dmt || !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
-			rc = -ENOMEM;
-		else
-			rc = run_node_task(ctx, dmt);
-		if (rc == 0)
-			return 0;
-	}
-
-	/* Undo the empty device; the error that matters is the one above. */
-	{
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_REMOVE, name);
-		if (dmt)
-			(void)run_node_task(ctx, dmt);
-	}
-	if (rc == -ENOKEY || rc == -EKEYREVOKED || rc == -EKEYEXPIRED)
+	struct dm_line line = {.start = 0, .length = t->length, .type = "crypt", .params = params};
+	bool at_create = false;
+	rc = create_lines(ctx, name, uuid, &line, 1, read_only, &at_create);
+	if (rc == 0)
+		return 0;
+	if (at_create && rc == -ENOMEM)
+		return werr_set(err, rc, "create %s: out of memory", name);
+	if (at_create && (rc == -EEXIST || rc == -EBUSY))
+		return werr_set(err, -EEXIST, "create %s: a mapping with this name "
+				"or UUID %s already exists", name, uuid);
+	if (!at_create && (rc == -ENOKEY || rc == -EKEYREVOKED || rc == -EKEYEXPIRED))
 		return werr_set(err, rc, "create %s: the key %s is not in this thread's keyrings "
 				"(dm-crypt looks it up when the table is loaded)", name, t->key_desc);
-	if (rc == -EINVAL)
+	if (!at_create && rc == -EINVAL)
 		return werr_set(err, rc, "create %s: the kernel refused the crypt table (key %s "
 				"of %u bytes, device %u:%u, %" PRIu64 "+%" PRIu64 " sectors); see "
 				"dmesg", name, t->key_desc, t->key_size, major(t->backing),
@@ -566,38 +584,11 @@ int dm_create_lines(const struct dmcrypt_ctx *ctx, const char *name, const char 
 {
 	if (!dmcrypt_name_valid(name))
 		return werr_set(err, -EINVAL, "'%s' is not a valid mapping name", name ? name : "");
-	DM_SESSION(ctx);
-	int rc = 0;
-	{
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_CREATE, name);
-		if (!dmt || !dm_task_set_uuid(dmt, dm_uuid) ||
-		    !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
-			return werr_set(err, -ENOMEM, "create %s: out of memory", name);
-		if (!dm_task_run(dmt))
-			return dm_fail(err, task_errno(dmt), "create", name);
-	}
-	{
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RELOAD, name);
-		if (!dmt || !dm_task_secure_data(dmt))
-			rc = -ENOMEM;
-		else if ((rc = add_lines(dmt, lines, n)) == 0 && !dm_task_run(dmt))
-			rc = task_errno(dmt);
-	}
-	if (rc == 0) {
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_RESUME, name);
-		if (!dmt || !dm_task_set_add_node(dmt, DM_ADD_NODE_ON_RESUME))
-			rc = -ENOMEM;
-		else
-			rc = run_node_task(ctx, dmt);
-		if (rc == 0)
-			return 0;
-	}
-	{
-		_cleanup_dm_task_ struct dm_task *dmt = task_for(DM_DEVICE_REMOVE, name);
-		if (dmt)
-			(void)run_node_task(ctx, dmt);
-	}
-	return dm_fail(err, rc, "create", name);
+	bool at_create = false;
+	int rc = create_lines(ctx, name, dm_uuid, lines, n, false, &at_create);
+	if (rc == -ENOMEM && at_create)
+		return werr_set(err, rc, "create %s: out of memory", name);
+	return rc < 0 ? dm_fail(err, rc, "create", name) : 0;
 }
 
 int dm_clear_inactive(const struct dmcrypt_ctx *ctx, const char *name, struct werr *err)
