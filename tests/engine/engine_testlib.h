@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "engine/internal.h"
 #include "format/format.h"
@@ -116,6 +117,27 @@ static T_UNUSED const struct secbuf *tk_volume_key(struct tkeys *tk, const char 
 	}
 	close(fd);
 	return r;
+}
+
+/* A crash sample's settings from the environment, printed with `what`:
+ * WRAPD_CRASH_RUNS (default 20), WRAPD_CRASH_ONLY (only that run of the
+ * sample, to reproduce one failure; -1: all), WRAPD_CRASH_SEED (default from
+ * the clock). Then the scratch directory dir (`prefix`-XXXXXX) on tmpfs when
+ * there is one: the crash runs fsync a lot. -1 when it cannot be made. */
+static T_UNUSED int t_crash_setup(const char *what, const char *prefix, unsigned *runs,
+				  long *only, uint64_t *seed, char *dir, size_t dirlen)
+{
+	const char *e = getenv("WRAPD_CRASH_RUNS");
+	*runs = e ? (unsigned)atoi(e) : 20;
+	e = getenv("WRAPD_CRASH_ONLY");
+	*only = e ? atol(e) : -1;
+	e = getenv("WRAPD_CRASH_SEED");
+	*seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) * 2654435761u;
+	print_message("%s: WRAPD_CRASH_SEED=%llu WRAPD_CRASH_RUNS=%u\n", what,
+		      (unsigned long long)*seed, *runs);
+	snprintf(dir, dirlen, "%s/%s-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+		 prefix);
+	return mkdtemp(dir) ? 0 : -1;
 }
 
 static T_UNUSED uint64_t t_rand(uint64_t *s)

@@ -68,18 +68,8 @@ static void lay_out(struct cfg *c, const char *dev, const char *hdr)
 
 static int setup(void **state)
 {
-	const char *e = getenv("WRAPD_CRASH_RUNS");
-	runs = e ? (unsigned)atoi(e) : 20;
-	e = getenv("WRAPD_CRASH_ONLY");
-	only = e ? atol(e) : -1;
-	e = getenv("WRAPD_CRASH_SEED");
-	base_seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) * 2654435761u;
-	print_message("crash tests: WRAPD_CRASH_SEED=%llu WRAPD_CRASH_RUNS=%u\n",
-		      (unsigned long long)base_seed, runs);
-	/* tmpfs when there is one: the crash runs fsync a lot. */
-	snprintf(dir, sizeof(dir), "%s/wrapd-crash-XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	if (!mkdtemp(dir))
+	if (t_crash_setup("crash tests", "wrapd-crash", &runs, &only, &base_seed, dir,
+			  sizeof(dir)) < 0)
 		return -1;
 	unsigned k = 0;
 	for (int op = CONV_ENCRYPT; op <= CONV_DECRYPT; op++)

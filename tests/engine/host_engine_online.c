@@ -348,17 +348,8 @@ static void lay_out(struct vol *v)
 static int setup(void **state)
 {
 	(void)state;
-	const char *e = getenv("WRAPD_CRASH_RUNS");
-	runs = e ? (unsigned)atoi(e) : 20;
-	e = getenv("WRAPD_CRASH_ONLY");
-	only = e ? atol(e) : -1;
-	e = getenv("WRAPD_CRASH_SEED");
-	base_seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL) * 2654435761u;
-	print_message("online crash tests: WRAPD_CRASH_SEED=%llu WRAPD_CRASH_RUNS=%u\n",
-		      (unsigned long long)base_seed, runs);
-	snprintf(dir, sizeof(dir), "%s/wrapd-online-XXXXXX",
-		 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-	if (!mkdtemp(dir))
+	if (t_crash_setup("online crash tests", "wrapd-online", &runs, &only, &base_seed, dir,
+			  sizeof(dir)) < 0)
 		return -1;
 	snprintf(devpath, sizeof(devpath), "%s/run.img", dir);
 	snprintf(hdrpath, sizeof(hdrpath), "%s/run.hdr", dir);
