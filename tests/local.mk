@@ -57,5 +57,5 @@ clean-local:
 # Shared helpers: cmocka glue (unit.h), shell check helpers, the one Vault-double
 # starter, and the Python helper of the volume/format VM suites.
 EXTRA_DIST += tests/lib/unit.h tests/lib/checks.sh tests/lib/vault-double.sh \
-	tests/lib/kube-double.sh \
+	tests/lib/kube-double.sh tests/lib/vmtest.sh \
 	tests/lib/vhelper.py

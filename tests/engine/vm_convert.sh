@@ -17,12 +17,8 @@
 set -u
 S=${1:?srcdir}
 B=${2:?builddir}
-export PATH="$B:$PATH:/sbin:/usr/sbin"
-H="/usr/bin/python3 $S/tests/engine/convhelper.py"
-W=$(mktemp -d /tmp/wrapd-kconv.XXXXXX)
-K=$(mktemp -d /dev/shm/wrapd-kconv-vk.XXXXXX 2>/dev/null || mktemp -d /tmp/wrapd-kconv-vk.XXXXXX)
-chmod 700 "$K"
-. "$S/tests/lib/checks.sh"
+. "$S/tests/lib/vmtest.sh"
+vm_test_init "$S" "$B" wrapd-kconv
 vault_pid=
 
 
@@ -40,11 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ip link set lo up 2>/dev/null || true
-modprobe dm-crypt 2>/dev/null || true
-modprobe loop 2>/dev/null || true
-mkdir -p "$W/mnt"
-start_vault_double "$S" "$W"
+vm_kernel_setup "$S"
 
 MiB=$((1 << 20))
 mkdir -p "$W/files/sub"
