@@ -48,7 +48,8 @@ cleanup() {
 	[ -n "$agent_pid" ] && kill -KILL "$agent_pid" 2>/dev/null
 	for l in $(losetup -a 2>/dev/null | grep -F "$W/" | cut -d: -f1); do losetup -d "$l"; done
 	grep -F " $KL/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount "$m"; done
-	for n in kdata0 ksmall khuge kblk; do dmsetup remove "$n" 2>/dev/null; done
+	# the mappings the agent left open (it never closes them at stop)
+	for n in data0 small huge blk; do dmsetup remove "$n" 2>/dev/null; done
 	for l in $LOOPS; do losetup -d "$l" 2>/dev/null; done
 	kube_double_stop
 	stop_vault_double
