@@ -64,6 +64,11 @@ struct conv_test_hooks; /* engine/internal.h: tests only */
 #define ENGINE_JOURNAL_OFF (1024ull * 1024)
 /* A detached header file has this size (header + keyslots area for the journal). */
 #define ENGINE_DETACHED_HDR_SIZE (16ull * 1024 * 1024)
+/* Online rekey: the held zone's size (conv_online.zone_size) is a power of
+ * two in [CONV_ZONE_MIN, CONV_ZONE_MAX]; CONV_ZONE_DEFAULT for a new rekey. */
+#define CONV_ZONE_MIN (256ull * 1024)
+#define CONV_ZONE_MAX (64ull * 1024 * 1024)
+#define CONV_ZONE_DEFAULT (16ull * 1024 * 1024)
 
 /* ---- conversions ------------------------------------------------------------ */
 
@@ -120,6 +125,12 @@ struct conv_online {
 	void *arg;
 	uint64_t map_size;          /* bytes the live mapping covers: must be the data size */
 	uint64_t max_rate;          /* bytes per second over the whole run; 0: no limit */
+	/* Bytes per held zone (CONV_ZONE_MIN..CONV_ZONE_MAX, a power of two).
+	 * 0: what the interrupted run recorded (resume), else conv_params'
+	 * hotzone or CONV_ZONE_DEFAULT. A resume may change it: the journal's
+	 * slots move with the zone size, so the new size is committed in a
+	 * state that names no zone before a zone is journaled with it. */
+	uint64_t zone_size;
 	bool no_guardian;           /* tests: no guardian process */
 };
 

@@ -139,7 +139,9 @@ static int run_engine_rx(struct conv *c, uint64_t start, uint64_t end, bool desc
 			 uint64_t src_base, uint64_t dst_base, unsigned src_file, unsigned dst_file,
 			 bool hash, uint64_t hotzone_max, struct run_ctx *rxp)
 {
-	uint64_t hz = c->p->hotzone ? c->p->hotzone : HOTZONE_DEFAULT;
+	/* Online: one hotzone is the whole held zone (the state names it as
+	 * the guardian and resume expect), whatever the offline hotzone is. */
+	uint64_t hz = rxp->online ? hotzone_max : c->p->hotzone ? c->p->hotzone : HOTZONE_DEFAULT;
 	if (hz > hotzone_max)
 		hz = hotzone_max;
 	size_t chunk = c->p->chunk ? c->p->chunk : 1024 * 1024;
@@ -209,21 +211,30 @@ static int run_engine(struct conv *c, uint64_t start, uint64_t end, bool desc, u
 
 /* ---- in-place conversions (detached encrypt/decrypt, rekey) ---------------------- */
 
-/* The journal's hotzone size (recorded in the state the first time) and
- * whether the header's keyslots area holds its two slots. */
-int inplace_jhz(struct conv *c, uint64_t *jhzp)
+int inplace_zone(struct conv *c, uint64_t hz, uint64_t *out)
 {
-	uint64_t hz = c->p->hotzone ? c->p->hotzone : HOTZONE_DEFAULT;
 	size_t chunk = c->p->chunk ? c->p->chunk : 1024 * 1024;
 	if (hz < chunk)
 		chunk = (size_t)hz;
 	hz -= hz % chunk;
 	uint64_t jend = ENGINE_JOURNAL_OFF + 2 * jslot_size(hz);
 	uint64_t areas = luks2_hdr_areas_size(c->hdr);
-	if (jend > areas)
+	if (!hz || jend > areas)
 		return werr_set(c->err, -ENOSPC,
 				"%s: the header's keyslots area (%llu bytes) is too small for the conversion journal",
 				c->what, (unsigned long long)areas);
+	*out = hz;
+	return 0;
+}
+
+/* The journal's hotzone size (recorded in the state the first time) and
+ * whether the header's keyslots area holds its two slots. */
+int inplace_jhz(struct conv *c, uint64_t *jhzp)
+{
+	uint64_t hz;
+	int rc = inplace_zone(c, c->p->hotzone ? c->p->hotzone : HOTZONE_DEFAULT, &hz);
+	if (rc < 0)
+		return rc;
 	/* The journal slot size must stay what it was when the hotzone was journaled. */
 	uint64_t jhz = st_u64(c->state, "jhotzone");
 	if (jhz == UINT64_MAX) {
@@ -245,7 +256,7 @@ static int do_inplace(struct conv *c)
 	if (done == UINT64_MAX || done > c->size)
 		return werr_set(c->err, -EUCLEAN, "%s: conversion state is damaged", c->what);
 	if (a != UINT64_MAX && e != UINT64_MAX) {
-		int rc = zone_from_journal(c, jhz, a, e);
+		int rc = zone_from_journal(c, a, e);
 		if (rc < 0)
 			return rc;
 		c->done_bytes += e - a;
@@ -457,6 +468,12 @@ int conv_finish_header(struct conv *c)
 	}
 	if (rc < 0)
 		return rc;
+	/* The largest journal layout this conversion may have used. */
+	uint64_t big = st_u64(c->state, "jhotzone");
+	if (big == UINT64_MAX || big < c->p->hotzone)
+		big = c->p->hotzone;
+	if (c->p->online && big < CONV_ZONE_MAX)
+		big = CONV_ZONE_MAX; /* a resume may have changed the zone size */
 	json_decref(c->state);
 	c->state = NULL;
 	if ((rc = luks2_conversion_set(c->hdr, NULL, c->err)) < 0 ||
@@ -468,9 +485,9 @@ int conv_finish_header(struct conv *c)
 		uint64_t jlen = areas > ENGINE_JOURNAL_OFF ? areas - ENGINE_JOURNAL_OFF : 0;
 		if (jlen > 2 * jslot_size(16ull << 20))
 			jlen = 2 * jslot_size(16ull << 20);
-		if (c->p->hotzone > (16ull << 20) && jlen < 2 * jslot_size(c->p->hotzone) &&
-		    areas >= ENGINE_JOURNAL_OFF + 2 * jslot_size(c->p->hotzone))
-			jlen = 2 * jslot_size(c->p->hotzone);
+		if (big > (16ull << 20) && jlen < 2 * jslot_size(big) &&
+		    areas >= ENGINE_JOURNAL_OFF + 2 * jslot_size(big))
+			jlen = 2 * jslot_size(big);
 		if (jlen) {
 			uint8_t *z = abuf((size_t)jlen);
 			if (!z)

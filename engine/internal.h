@@ -399,6 +399,9 @@ int conv_execute(struct conv *c);
 /* The header after the last sector: the new token and digest (rekey),
  * requirement and state gone, journal wiped; committed. */
 int conv_finish_header(struct conv *c);
+/* A hotzone size hz rounded down to the chunk, -ENOSPC when the header's
+ * keyslots area cannot hold two journal slots for it. */
+int inplace_zone(struct conv *c, uint64_t hz, uint64_t *out);
 /* The in-place journal's hotzone size (recorded in the state). */
 int inplace_jhz(struct conv *c, uint64_t *jhz);
 /* Online: one held zone; *journaled when it may have been written. */
@@ -420,8 +423,8 @@ void keys2_free(struct keys2 *k);
 int recover_hotzone(struct conv *c, uint64_t a, uint64_t e, const uint64_t *hashes);
 /* Finishes the hotzone [a,e) the state names as journaled (held, or not
  * mapped at all): every sub-sector still old is converted, the rest was
- * written; fsynced. jhz: the journal's hotzone size (state "jhotzone"). */
-int zone_from_journal(struct conv *c, uint64_t jhz, uint64_t a, uint64_t e);
+ * written; fsynced. The journal's layout is the state's "jhotzone". */
+int zone_from_journal(struct conv *c, uint64_t a, uint64_t e);
 /* Reads the header or, at the head of an attached device, what a crash
  * while (un)parking left; sets c->have_hdr / c->resumed / c->finished.
  * 0, or -ENODEV when nothing was converted, or an error. */

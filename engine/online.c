@@ -63,7 +63,7 @@ static void state_done(struct conv *c, uint64_t e)
 /* Makes the kernel state consistent with the data: a held zone is finished
  * from its journal when the header names it, else (never written) released
  * on the old key. */
-static int online_repair(struct conv *c, uint64_t jhz)
+static int online_repair(struct conv *c)
 {
 	const struct conv_online *on = c->p->online;
 	uint64_t za = 0, zb = 0, a, e;
@@ -73,7 +73,7 @@ static int online_repair(struct conv *c, uint64_t jhz)
 		return rc;
 	if (!state_zone(c, &a, &e) || a != za || e != zb)
 		return on->release(on->arg, false, c->err);
-	rc = zone_from_journal(c, jhz, a, e);
+	rc = zone_from_journal(c, a, e);
 	if (rc < 0)
 		return rc; /* stays held: better than serving the wrong key */
 	if ((rc = on->release(on->arg, true, c->err)) < 0)
@@ -106,7 +106,7 @@ static int reload_header(struct conv *c)
 	return g == -ENOENT ? 0 : g;
 }
 
-static void guardian_main(struct conv *c, int rfd, uint64_t jhz)
+static void guardian_main(struct conv *c, int rfd)
 {
 	(void)setsid(); /* a kill of the caller's process group spares it */
 	signal(SIGINT, SIG_IGN);
@@ -139,7 +139,7 @@ static void guardian_main(struct conv *c, int rfd, uint64_t jhz)
 		rc = reload_header(c);
 	}
 	if (rc == 0 && c->state)
-		rc = online_repair(c, jhz);
+		rc = online_repair(c);
 	else if (rc == 0) {
 		uint64_t za, zb;
 		bool held;
@@ -152,7 +152,7 @@ static void guardian_main(struct conv *c, int rfd, uint64_t jhz)
 	_exit(rc < 0 ? 1 : 0);
 }
 
-static int guardian_start(struct conv *c, uint64_t jhz)
+static int guardian_start(struct conv *c)
 {
 	if (c->p->online->no_guardian)
 		return 0;
@@ -170,7 +170,7 @@ static int guardian_start(struct conv *c, uint64_t jhz)
 	}
 	if (pid == 0) {
 		close(pfd[1]);
-		guardian_main(c, pfd[0], jhz);
+		guardian_main(c, pfd[0]);
 	}
 	close(pfd[0]);
 	c->guard_fd = pfd[1];
@@ -235,7 +235,7 @@ static int one_zone(struct conv *c, uint64_t a, uint64_t b, uint64_t jhz)
 		rr = on->release(on->arg, false, &e2);
 	} else {
 		/* Written in part: finish it from the journal, or keep it held. */
-		rr = zone_from_journal(c, jhz, a, b);
+		rr = zone_from_journal(c, a, b);
 		if (rr == 0)
 			rr = on->release(on->arg, true, &e2);
 		else
@@ -249,7 +249,24 @@ static int one_zone(struct conv *c, uint64_t a, uint64_t b, uint64_t jhz)
 	return rc;
 }
 
-static int online_zones(struct conv *c, uint64_t jhz)
+/* A zone size other than the one the state records (a resume with another
+ * --zone-size): the journal's two slots are placed by the zone size, so a
+ * slot written with the new one may overlap the slot the durable state names.
+ * Hence a commit first that records the new size and names no zone (the
+ * zone just finished is recorded done); only then is a zone journaled with
+ * it. A crash before that commit leaves the old state, whose slot is intact. */
+static int zone_size_switch(struct conv *c, uint64_t *jhz, uint64_t want)
+{
+	if (want == *jhz)
+		return 0;
+	st_set_u64(c->state, "jhotzone", want);
+	int rc = hdr_commit(c);
+	if (rc == 0)
+		*jhz = want;
+	return rc;
+}
+
+static int online_zones(struct conv *c, uint64_t jhz, uint64_t want)
 {
 	uint64_t done = st_u64(c->state, "done"), a, e;
 	if (done == UINT64_MAX || done > c->size)
@@ -262,7 +279,7 @@ static int online_zones(struct conv *c, uint64_t jhz)
 		const struct conv_online *on = c->p->online;
 		if ((rc = on->hold(on->arg, a, e, c->err)) < 0)
 			return rc;
-		rc = zone_from_journal(c, jhz, a, e);
+		rc = zone_from_journal(c, a, e);
 		if (rc < 0)
 			return rc;
 		if ((rc = on->release(on->arg, true, c->err)) < 0)
@@ -272,6 +289,8 @@ static int online_zones(struct conv *c, uint64_t jhz)
 		done = e;
 	}
 	c->done_bytes = done;
+	if ((rc = zone_size_switch(c, &jhz, want)) < 0)
+		return rc;
 	double t0 = mono_now();
 	uint64_t moved = 0;
 	for (a = done; a < c->size; a = e) {
@@ -298,10 +317,18 @@ int online_execute(struct conv *c)
 		return werr_set(c->err, -EINVAL,
 				"%s: the mapping covers %llu bytes but the data segment has %llu; close and reopen it first",
 				c->what, (unsigned long long)on->map_size, (unsigned long long)c->size);
-	uint64_t jhz;
-	int rc = inplace_jhz(c, &jhz);
+	/* The zone size: asked for, else the recorded one (resume), else the
+	 * params' hotzone or the default. jhz: the journal's layout now. */
+	uint64_t jhz = st_u64(c->state, "jhotzone"), want;
+	int rc = inplace_zone(c, on->zone_size ? on->zone_size
+				 : jhz != UINT64_MAX ? jhz
+				 : c->p->hotzone ? c->p->hotzone : CONV_ZONE_DEFAULT, &want);
 	if (rc < 0)
 		return rc;
+	if (jhz == UINT64_MAX) {
+		st_set_u64(c->state, "jhotzone", want);
+		jhz = want;
+	}
 	int od = luks2_digest_for_segment(c->hdr, 0);
 	uint64_t nd = st_u64(c->state, "new_digest");
 	if (od < 0 || nd == UINT64_MAX)
@@ -309,11 +336,11 @@ int online_execute(struct conv *c)
 	rc = on->begin(on->arg, &c->old_vk, &c->new_vk, (unsigned)od, (unsigned)nd, c->err);
 	if (rc < 0)
 		return rc;
-	if ((rc = guardian_start(c, jhz)) < 0)
+	if ((rc = guardian_start(c)) < 0)
 		return rc;
-	rc = online_repair(c, jhz);
+	rc = online_repair(c);
 	if (rc == 0)
-		rc = online_zones(c, jhz);
+		rc = online_zones(c, jhz, want);
 	if (rc == 0) {
 		state_done(c, c->size);
 		rc = hdr_commit(c);
@@ -394,7 +421,7 @@ int conv_rekey_prepare_open(struct luks2_device *dv, const struct secbuf *old_vk
 	if ((rc = copy_key(old_vk, &c->old_vk)) < 0 || (rc = copy_key(new_vk, &c->new_vk)) < 0 ||
 	    (rc = journal_key_setup(c, false)) < 0)
 		goto out;
-	uint64_t a, e, jhz = st_u64(c->state, "jhotzone");
+	uint64_t a, e;
 	if (state_zone(c, &a, &e)) {
 		/* Not mapped (the caller holds the device exclusively): finish the
 		 * zone a crash may have left half-written, and record it. */
@@ -405,10 +432,8 @@ int conv_rekey_prepare_open(struct luks2_device *dv, const struct secbuf *old_vk
 		c->fds[1] = c->detached ? c->hfd_own : c->dfd;
 		if (rc == 0)
 			rc = engine_io_sync_new(c->fds, &c->io, err);
-		if (rc == 0 && jhz == UINT64_MAX)
-			rc = werr_set(err, -EUCLEAN, "%s: rekey state is damaged", c->what);
 		if (rc == 0)
-			rc = zone_from_journal(c, jhz, a, e);
+			rc = zone_from_journal(c, a, e);
 		if (rc == 0) {
 			state_done(c, e);
 			rc = hdr_commit(c);

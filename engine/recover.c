@@ -109,13 +109,14 @@ out:
 
 /* The state names the journaled hotzone [a,e): checked against the state
  * (it starts at done, within the device, within the journal's hotzone size
- * jhz), its hashes read from the slot the state names (and checked against
- * the state's SHA-256), then recover_hotzone. Offline resume, online repair
- * and opening in the middle all finish a zone through this. */
-int zone_from_journal(struct conv *c, uint64_t jhz, uint64_t a, uint64_t e)
+ * "jhotzone", which places the slots), its hashes read from the slot the
+ * state names (and checked against the state's SHA-256), then
+ * recover_hotzone. Offline resume, online repair (the guardian's too, from
+ * the header it reread) and opening in the middle all finish a zone here. */
+int zone_from_journal(struct conv *c, uint64_t a, uint64_t e)
 {
-	uint64_t done = st_u64(c->state, "done");
-	if (a != done || e <= a || e > c->size || (e - a) > jhz)
+	uint64_t done = st_u64(c->state, "done"), jhz = st_u64(c->state, "jhotzone");
+	if (jhz == UINT64_MAX || a != done || e <= a || e > c->size || (e - a) > jhz)
 		return werr_set(c->err, -EUCLEAN, "%s: conversion state is damaged", c->what);
 	size_t hlen = (size_t)((e - a) / 512) * 8;
 	uint64_t *hashes = abuf(hlen);
