@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 
 #include <getopt.h>
+#include <strings.h>
 #include <jansson.h>
 #include <signal.h>
 #include <time.h>
@@ -70,6 +71,33 @@ static void on_progress(void *arg, const struct conv_progress *p)
 	}
 }
 
+/* --zone-size: N with K/KiB or M/MiB (none: MiB), a power of two in
+ * [CONV_ZONE_MIN, CONV_ZONE_MAX]. */
+static int parse_zone_size(const char *s, uint64_t *out)
+{
+	char num[24];
+	size_t n = strspn(s, "0123456789");
+	if (!n || n >= sizeof(num))
+		return -EINVAL;
+	memcpy(num, s, n);
+	num[n] = 0;
+	uint64_t v, unit;
+	const char *u = s + n;
+	if (!*u || !strcasecmp(u, "M") || !strcasecmp(u, "MiB"))
+		unit = 1ull << 20;
+	else if (!strcasecmp(u, "K") || !strcasecmp(u, "KiB"))
+		unit = 1ull << 10;
+	else
+		return -EINVAL;
+	if (parse_u64(num, &v) < 0 || v > CONV_ZONE_MAX / unit)
+		return -EINVAL;
+	v *= unit;
+	if (v < CONV_ZONE_MIN || (v & (v - 1)))
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static void usage(const char *cmd, FILE *out)
 {
 	if (!strcmp(cmd, "encrypt"))
@@ -85,7 +113,7 @@ static void usage(const char *cmd, FILE *out)
 		fprintf(out,
 			"Usage: wrapctl %s DEVICE [--header FILE] [--json] [--vault-key K] [--vault-mount M]%s\n"
 			"%s\n",
-			cmd, strcmp(cmd, "decrypt") ? "\n       [--max-rate MiB/s]" : "",
+			cmd, strcmp(cmd, "decrypt") ? "\n       [--max-rate MiB/s] [--zone-size SIZE]" : "",
 			!strcmp(cmd, "rekey") ? "Re-encrypts every sector with a new volume key from Vault; online (the\n"
 						"volume stays open and in use) when its wrapd mapping is open."
 			: !strcmp(cmd, "decrypt")
@@ -93,7 +121,9 @@ static void usage(const char *cmd, FILE *out)
 				: "Continues an interrupted encrypt, rekey or decrypt (a rekey online when\n"
 				  "the volume's wrapd mapping is open).");
 	if (strcmp(cmd, "encrypt") && strcmp(cmd, "decrypt"))
-		fprintf(out, "--max-rate N limits an online rekey to N MiB/s.\n");
+		fprintf(out, "--max-rate N limits an online rekey to N MiB/s.\n"
+			     "--zone-size SIZE (256K to 64M, a power of two; default 16M) is the part of an\n"
+			     "online rekey whose I/O is held while it is rewritten.\n");
 	fprintf(out, "SIGINT/SIGTERM stop at a checkpoint; 'wrapctl resume DEVICE' continues.\n");
 }
 
@@ -109,15 +139,16 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"sector-size", required_argument, NULL, 's'},
 		{"max-rate", required_argument, NULL, 'r'},
+		{"zone-size", required_argument, NULL, 'z'},
 		{"help", no_argument, NULL, 'h'},
 		CLI_VAULT_LONGOPTS,
 		{0},
 	};
 	const char *header = NULL;
 	bool tail_free = false, json = ctx->json;
-	uint64_t ss = 0, rate = 0;
+	uint64_t ss = 0, rate = 0, zone = 0;
 	int c;
-	while ((c = getopt_long(argc, argv, "H:Tjs:r:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "H:Tjs:r:z:h", opts, NULL)) != -1) {
 		if (cli_vault_option(ctx, c, optarg))
 			continue;
 		switch (c) {
@@ -140,6 +171,10 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 			if ((op != CONV_REKEY && op != CONV_RESUME) || parse_u64(optarg, &rate) < 0 ||
 			    !rate || rate > (1ull << 30))
 				return cli_fail(ctx, "--max-rate takes a rate in MiB/s, 1 or more (rekey and resume only)");
+			break;
+		case 'z':
+			if ((op != CONV_REKEY && op != CONV_RESUME) || parse_zone_size(optarg, &zone) < 0)
+				return cli_fail(ctx, "--zone-size takes a power of two from 256K to 64M, e.g. 4M (rekey and resume only)");
 			break;
 		case 'h':
 			usage(cmd, stdout);
@@ -172,6 +207,7 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 		.progress_arg = &pr,
 		.stop = &stop_flag,
 		.max_rate = rate << 20,
+		.zone_size = zone,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigemptyset(&sa.sa_mask);

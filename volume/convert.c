@@ -34,6 +34,12 @@ int volume_convert(const struct volume_ctx *ctx, struct volume_convert_req *rq,
 	struct conv_online on;
 	bool online = false;
 	memset(res, 0, sizeof(*res));
+	uint64_t zs = rq->zone_size;
+	if (zs && (zs < CONV_ZONE_MIN || zs > CONV_ZONE_MAX || (zs & (zs - 1))))
+		return werr_set(err, -EINVAL,
+				"%s: the zone size must be a power of two from %llu KiB to %llu MiB (got %llu bytes)",
+				rq->device, CONV_ZONE_MIN >> 10, CONV_ZONE_MAX >> 20,
+				(unsigned long long)zs);
 	if (rq->op == CONV_REKEY || rq->op == CONV_RESUME) {
 		int f = online_find(ctx, rq->device, rq->header, &om, err);
 		if (f < 0)
@@ -41,10 +47,16 @@ int volume_convert(const struct volume_ctx *ctx, struct volume_convert_req *rq,
 		if (f == 1) {
 			online_map_ops(&om, &on);
 			on.max_rate = rq->max_rate;
+			on.zone_size = zs;
 			on.map_size = om.g.size;
 			online = true;
 		}
 	}
+	if (zs && !online)
+		return werr_set(err, -EINVAL,
+				"%s: a zone size applies only to an online rekey, and no wrapd mapping of it is open: "
+				"run it without one (offline), or open the volume first",
+				rq->device);
 	rq->online = online;
 	struct conv_keyprov keys = {.new_key = kp_new_key, .unwrap = kp_unwrap, .arg = &kp};
 	struct conv_params p = {

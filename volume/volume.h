@@ -336,6 +336,11 @@ struct volume_convert_req {
 	/* rekey/resume of a volume whose wrapd mapping is open (online): at
 	 * most this many bytes per second (0: no limit). */
 	uint64_t max_rate;
+	/* rekey/resume online: bytes per held zone, a power of two from
+	 * CONV_ZONE_MIN to CONV_ZONE_MAX (engine.h); 0: the default (a new
+	 * rekey) or the interrupted run's size (resume). Refused (-EINVAL)
+	 * outside that range and when the run would be offline. */
+	uint64_t zone_size;
 	bool online;               /* out: it ran online */
 };
 /*

@@ -135,6 +135,11 @@ ct1=$($H token "$A" ciphertext)
 
 refuse "encrypt on an encrypted volume is refused" "already a LUKS" "$A" -- "$WRAPCTL" encrypt "$A"
 refuse "encrypt --header on an encrypted volume is refused" "already a LUKS" "$A" -- "$WRAPCTL" encrypt "$A" --header "$W/never.hdr"
+refuse "rekey --zone-size 3M (not a power of two) is refused" "power of two from 256K to 64M" "$A" -- "$WRAPCTL" rekey "$A" --zone-size 3M
+refuse "rekey --zone-size 128M (over the range) is refused" "power of two from 256K to 64M" "$A" -- "$WRAPCTL" rekey "$A" --zone-size 128M
+refuse "resume --zone-size 128K (under the range) is refused" "power of two from 256K to 64M" "$A" -- "$WRAPCTL" resume "$A" --zone-size 128K
+refuse "encrypt --zone-size is refused" "rekey and resume only" "$A" -- "$WRAPCTL" encrypt "$A" --zone-size 4M
+refuse "rekey --zone-size of a volume that is not open (offline) is refused" "only to an online rekey" "$A" -- "$WRAPCTL" rekey "$A" --zone-size 4M
 [ -e "$W/never.hdr" ] && bad "refused encrypt --header left a header file"
 
 if [ "$(id -u)" = 0 ] && L=$(losetup -f --show "$A" 2>/dev/null); then
