@@ -64,6 +64,7 @@ struct simk {
 	uint64_t qseq[QMAX];
 	pid_t killer;               /* the process that may kill itself */
 	uint64_t kill_at, count;    /* shared op counter (I/O ops + steps) */
+	uint64_t stop_at;           /* at this op the killer asks for a clean stop */
 	uint8_t expect[];           /* expected plaintext of every data byte */
 };
 static struct simk *K;
@@ -71,11 +72,22 @@ static size_t K_len;
 static char devpath[300], hdrpath[300];
 static struct tkeys *TK;
 
+/* conv_params.stop of the runs that stop at K->stop_at (as SIGINT would). */
+static volatile sig_atomic_t stop_flag;
+
 static void count_op(void)
 {
 	K->count++;
+	if (K->stop_at && K->count >= K->stop_at && getpid() == K->killer)
+		stop_flag = 1;
 	if (K->kill_at && K->count >= K->kill_at && getpid() == K->killer)
 		raise(SIGKILL);
+}
+
+/* A zone size for one phase of a run: half, once or twice ZONE. */
+static uint64_t pick_zone(uint64_t *rng)
+{
+	return (uint64_t)ZONE / 2 << (t_rand(rng) % 3);
 }
 static void io_hook(void *arg, uint64_t op)
 {
@@ -340,7 +352,7 @@ static void lay_out(struct vol *v)
 	K->ss = v->ss;
 	K->deadlock = false;
 	K->no_fg = false;
-	K->steps = K->count = K->kill_at = 0;
+	K->steps = K->count = K->kill_at = K->stop_at = 0;
 	K->wseq = 0;
 	memcpy(K->expect, v->orig, v->size);
 }
@@ -433,14 +445,15 @@ static void wait_guardian(struct vol *v)
 	close(fd);
 }
 
-/* Online resume to the end, then everything checked. */
-static int finish_and_check(struct vol *v, struct werr *err)
+/* Online resume to the end with zone size `zone`, then everything checked. */
+static int finish_and_check(struct vol *v, uint64_t zone, struct werr *err)
 {
 	struct tkeys tk = {.seed = 7, .n = 2};
 	struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
 	struct conv_online on = sim_online;
 	on.map_size = v->size;
 	on.no_guardian = true;
+	on.zone_size = zone;
 	struct conv_params p = params(&kp, v, CONV_RESUME, &on);
 	struct conv_test_hooks th = {.io_kind = CONV_IO_SYNC, .no_direct = true};
 	p.test = &th;
@@ -476,6 +489,13 @@ static void sigkill_runs(void **state)
 	for (unsigned i = 0; i < runs; i++) {
 		struct vol *v = &vols[i % ARRAY_SIZE(vols)];
 		uint64_t k = 1 + t_rand(&rng) % v->nops, fseed = t_rand(&rng);
+		/* A run stopped cleanly at op s (half of them), then resumed with
+		 * another zone size; the kill lands anywhere in either. The
+		 * resume after the kill takes a third size. */
+		uint64_t s = t_rand(&rng) % 2 ? 1 + t_rand(&rng) % v->nops : 0;
+		uint64_t z[3] = {pick_zone(&rng), pick_zone(&rng), pick_zone(&rng)};
+		if (s)
+			k = 1 + t_rand(&rng) % (2 * v->nops);
 		if (only >= 0 && i != (unsigned long)only)
 			continue;
 		lay_out(v);
@@ -486,16 +506,27 @@ static void sigkill_runs(void **state)
 		if (pid == 0) {
 			K->killer = getpid();
 			K->kill_at = k;
+			K->stop_at = s;
 			struct tkeys tk = {.seed = 7, .n = 1};
 			struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
 			struct conv_online on = sim_online;
 			on.map_size = v->size;
+			on.zone_size = z[0];
 			struct conv_params p = params(&kp, v, CONV_REKEY, &on);
 			struct conv_test_hooks th = {.io_kind = CONV_IO_SYNC, .hook = io_hook,
 						     .no_direct = true};
 			p.test = &th;
+			p.stop = &stop_flag;
 			struct werr err = {0};
 			int rc = conv_run(&p, NULL, &err);
+			if (rc == -EINTR && s) {
+				K->stop_at = 0;
+				stop_flag = 0;
+				on.zone_size = z[1];
+				p.op = CONV_RESUME;
+				werr_clear(&err);
+				rc = conv_run(&p, NULL, &err);
+			}
 			_exit(rc < 0 ? 3 : 0);
 		}
 		int status = 0;
@@ -504,13 +535,16 @@ static void sigkill_runs(void **state)
 		K->kill_at = 0;
 		struct werr err = {0};
 		int r1 = check_served("after the kill and the guardian");
-		int r2 = r1 < 0 ? -1 : finish_and_check(v, &err);
+		int r2 = r1 < 0 ? -1 : finish_and_check(v, z[2], &err);
 		done++;
 		if (r1 < 0 || r2 < 0) {
 			fails++;
-			print_message("FAIL sigkill run %u: ss=%u %s kill at op %llu/%llu\n", i, v->ss,
+			print_message("FAIL sigkill run %u: ss=%u %s kill at op %llu/%llu, stop at %llu, "
+				      "zones %llu/%llu/%llu KiB\n", i, v->ss,
 				      v->detached ? "detached" : "attached", (unsigned long long)k,
-				      (unsigned long long)v->nops);
+				      (unsigned long long)v->nops, (unsigned long long)s,
+				      (unsigned long long)z[0] >> 10, (unsigned long long)z[1] >> 10,
+				      (unsigned long long)z[2] >> 10);
 		}
 	}
 	print_message("online sigkill: %u runs, %u failed (WRAPD_CRASH_SEED=%llu)\n", done, fails,
@@ -545,6 +579,10 @@ static void powerloss_runs(void **state)
 	for (unsigned i = 0; i < runs; i++) {
 		struct vol *v = &vols[i % ARRAY_SIZE(vols)];
 		uint64_t k = 1 + t_rand(&rng) % v->nops, simseed = t_rand(&rng);
+		/* Half of the runs: a run stopped cleanly at op s, then the power
+		 * loss in its resume with another zone size. */
+		uint64_t s = t_rand(&rng) % 2 ? 1 + t_rand(&rng) % v->nops : 0;
+		uint64_t z[3] = {pick_zone(&rng), pick_zone(&rng), pick_zone(&rng)};
 		if (only >= 0 && i != (unsigned long)only)
 			continue;
 		lay_out(v);
@@ -554,13 +592,31 @@ static void powerloss_runs(void **state)
 		struct conv_online on = sim_online;
 		on.map_size = v->size;
 		on.no_guardian = true;
+		on.zone_size = z[0];
 		struct conv_params p = params(&kp, v, CONV_REKEY, &on);
 		struct conv_test_hooks th = {.io_kind = CONV_IO_SIM, .sim_loss_at = k,
 					     .sim_seed = simseed, .no_direct = true};
 		p.test = &th;
 		struct werr err = {0};
 		K->no_fg = true;
-		(void)conv_run(&p, NULL, &err);
+		int rc = 0;
+		if (s) {
+			struct conv_test_hooks t1 = {.io_kind = CONV_IO_SYNC, .hook = io_hook,
+						     .no_direct = true};
+			p.test = &t1;
+			p.stop = &stop_flag;
+			K->killer = getpid();
+			K->stop_at = s;
+			rc = conv_run(&p, NULL, &err);
+			K->stop_at = 0;
+			stop_flag = 0;
+			p.test = &th;
+			p.stop = NULL;
+			p.op = CONV_RESUME;
+			on.zone_size = z[1];
+		}
+		if (!s || rc == -EINTR)
+			(void)conv_run(&p, NULL, &err);
 		tk_free(&tk);
 		K->no_fg = false;
 		/* The reboot: no kernel state; open builds the split table. */
@@ -572,14 +628,16 @@ static void powerloss_runs(void **state)
 		}
 		r0 = r0 < 0 ? r0 : 0;
 		int r1 = r0 < 0 ? -1 : check_served("after the power loss and open");
-		int r2 = r1 < 0 ? -1 : finish_and_check(v, &err);
+		int r2 = r1 < 0 ? -1 : finish_and_check(v, z[2], &err);
 		done++;
 		if (r0 < 0 || r1 < 0 || r2 < 0) {
 			fails++;
-			print_message("FAIL powerloss run %u: ss=%u %s loss at op %llu/%llu: %s\n", i,
-				      v->ss, v->detached ? "detached" : "attached",
-				      (unsigned long long)k, (unsigned long long)v->nops,
-				      r0 < 0 ? werr_str(&err, r0) : "");
+			print_message("FAIL powerloss run %u: ss=%u %s loss at op %llu/%llu, stop at %llu, "
+				      "zones %llu/%llu/%llu KiB: %s\n", i, v->ss,
+				      v->detached ? "detached" : "attached", (unsigned long long)k,
+				      (unsigned long long)v->nops, (unsigned long long)s,
+				      (unsigned long long)z[0] >> 10, (unsigned long long)z[1] >> 10,
+				      (unsigned long long)z[2] >> 10, r0 < 0 ? werr_str(&err, r0) : "");
 		}
 	}
 	print_message("online powerloss: %u runs, %u failed (WRAPD_CRASH_SEED=%llu)\n", done, fails,
