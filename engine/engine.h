@@ -125,7 +125,9 @@ struct conv_online {
 	void *arg;
 	uint64_t map_size;          /* bytes the live mapping covers: must be the data size */
 	uint64_t max_rate;          /* bytes per second over the whole run; 0: no limit */
-	/* Bytes per held zone (CONV_ZONE_MIN..CONV_ZONE_MAX, a power of two).
+	/* Bytes per held zone (volume/ takes a power of two from CONV_ZONE_MIN
+	 * to CONV_ZONE_MAX; the engine rounds down to the chunk and refuses a
+	 * size whose journal does not fit the header's keyslots area).
 	 * 0: what the interrupted run recorded (resume), else conv_params'
 	 * hotzone or CONV_ZONE_DEFAULT. A resume may change it: the journal's
 	 * slots move with the zone size, so the new size is committed in a
