@@ -233,6 +233,13 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 				       "mib_s", mibs, "uuid", res.uuid, "rc", rc);
 		if (ev && rc < 0)
 			json_object_set_new(ev, "error", json_string(werr_str(&err, rc)));
+		if (ev && rq.online && res.zones) {
+			/* How long the volume's I/O to a zone waited at most. */
+			json_object_set_new(ev, "zone_size", json_integer((json_int_t)res.zone_size));
+			json_object_set_new(ev, "zones", json_integer((json_int_t)res.zones));
+			json_object_set_new(ev, "hold_max_ms", json_real(res.hold_max_s * 1e3));
+			json_object_set_new(ev, "hold_mean_ms", json_real(res.hold_mean_s * 1e3));
+		}
 		if (ev) {
 			json_dumpf(ev, stdout, JSON_COMPACT);
 			json_decref(ev);
@@ -251,6 +258,10 @@ static int run_convert(struct wrapctl_ctx *ctx, int argc, char **argv)
 			res.resumed ? "resumed " : "", rq.online ? "online " : "", conv_op_name(res.op), dev,
 			(double)res.bytes / 1048576.0, res.seconds, mibs,
 			res.op == CONV_DECRYPT && header ? "; the header file no longer opens it" : "");
+	if (!json && rq.online && res.zones)
+		fprintf(stderr, "wrapctl: %llu zones of %llu KiB, each held at most %.0f ms (mean %.0f ms)\n",
+			(unsigned long long)res.zones, (unsigned long long)(res.zone_size >> 10),
+			res.hold_max_s * 1e3, res.hold_mean_s * 1e3);
 	return 0;
 }
 

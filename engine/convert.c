@@ -182,6 +182,10 @@ int conv_run(const struct conv_params *p, struct conv_result *res, struct werr *
 		(void)unlink(p->header); /* refused before anything was written */
 	R.bytes = c->done_bytes;
 	R.seconds = now_s() - t0;
+	R.zones = c->zones;
+	R.hold_max_s = c->hold_max;
+	R.hold_mean_s = c->zones ? c->hold_sum / (double)c->zones : 0;
+	R.zone_size = c->zone_size;
 	if (res)
 		*res = R;
 	conv_cleanup(c);

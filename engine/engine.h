@@ -167,6 +167,11 @@ struct conv_result {
 	bool power_lost;             /* simulator only */
 	uint64_t bytes;              /* converted in this run */
 	double seconds;
+	/* online: zones held in this run, the longest and the mean time one
+	 * was held (its I/O waited), and the zone size */
+	uint64_t zones;
+	double hold_max_s, hold_mean_s;
+	uint64_t zone_size;
 	char uuid[40];
 };
 

@@ -243,6 +243,9 @@ struct conv {
 	/* online rekey (online.c) */
 	int guard_fd;               /* write end of the guardian's pipe, or -1 */
 	pid_t guard_pid;
+	double hold_max, hold_sum;  /* seconds from hold to release, per zone */
+	uint64_t zones;
+	uint64_t zone_size;         /* the zone size the run ended with */
 };
 
 /* ---- small helpers (records.c) */

@@ -222,6 +222,7 @@ static void rate_wait(struct conv *c, double t0, uint64_t bytes)
 static int one_zone(struct conv *c, uint64_t a, uint64_t b, uint64_t jhz)
 {
 	const struct conv_online *on = c->p->online;
+	double t0 = mono_now();
 	int rc = on->hold(on->arg, a, b, c->err);
 	if (rc < 0)
 		return rc;
@@ -244,6 +245,11 @@ static int one_zone(struct conv *c, uint64_t a, uint64_t b, uint64_t jhz)
 					c->what, werr_str(c->err, rc), (unsigned long long)(a >> 20),
 					c->what);
 	}
+	double held = mono_now() - t0;
+	c->zones++;
+	c->hold_sum += held;
+	if (held > c->hold_max)
+		c->hold_max = held;
 	if (rr < 0 && rc == 0)
 		return werr_set(c->err, rr, "%s", werr_str(&e2, rr));
 	return rc;
@@ -291,6 +297,7 @@ static int online_zones(struct conv *c, uint64_t jhz, uint64_t want)
 	c->done_bytes = done;
 	if ((rc = zone_size_switch(c, &jhz, want)) < 0)
 		return rc;
+	c->zone_size = jhz;
 	double t0 = mono_now();
 	uint64_t moved = 0;
 	for (a = done; a < c->size; a = e) {
