@@ -708,6 +708,10 @@ static void rate_limit(void **state)
 	print_message("rate limit 4 MiB/s: %.2f s for %llu bytes (at least %.2f s)\n", r.seconds,
 		      (unsigned long long)v->size, floor_s);
 	assert_true(r.seconds >= floor_s);
+	/* The run's hold figures: one per zone. */
+	assert_int_equal(r.zone_size, ZONE);
+	assert_int_equal(r.zones, (v->size + ZONE - 1) / ZONE);
+	assert_true(r.hold_mean_s > 0 && r.hold_max_s >= r.hold_mean_s);
 	assert_int_equal(check_served("rate-limited run"), 0);
 	tk_free(&tk);
 }
