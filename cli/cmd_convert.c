@@ -122,7 +122,7 @@ static void usage(const char *cmd, FILE *out)
 				  "the volume's wrapd mapping is open).");
 	if (strcmp(cmd, "encrypt") && strcmp(cmd, "decrypt"))
 		fprintf(out, "--max-rate N limits an online rekey to N MiB/s.\n"
-			     "--zone-size SIZE (256K to 64M, a power of two; default 16M) is the part of an\n"
+			     "--zone-size SIZE (256K to 64M, a power of two; default 4M) is the part of an\n"
 			     "online rekey whose I/O is held while it is rewritten.\n");
 	fprintf(out, "SIGINT/SIGTERM stop at a checkpoint; 'wrapctl resume DEVICE' continues.\n");
 }

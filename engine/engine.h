@@ -68,7 +68,7 @@ struct conv_test_hooks; /* engine/internal.h: tests only */
  * two in [CONV_ZONE_MIN, CONV_ZONE_MAX]; CONV_ZONE_DEFAULT for a new rekey. */
 #define CONV_ZONE_MIN (256ull * 1024)
 #define CONV_ZONE_MAX (64ull * 1024 * 1024)
-#define CONV_ZONE_DEFAULT (16ull * 1024 * 1024)
+#define CONV_ZONE_DEFAULT (4ull * 1024 * 1024)  /* engine/NOTES.md: the figures */
 
 /* ---- conversions ------------------------------------------------------------ */
 
