@@ -36,6 +36,7 @@ struct agent_config {
 	const char *metrics_listen;  /* "" = off */
 	bool log_json;
 	long retry_min_ms, retry_max_ms, stop_timeout_ms;
+	uint64_t rekey_max_rate;   /* bytes/s for an online rekey the agent resumes, 0 = no limit */
 	/* Kubernetes mode (effective values; agent/kube_*.c use them) */
 	bool kubernetes;
 	const char *discovery_dir, *kubelet_dir, *storage_class, *fs_type, *event_namespace;
@@ -83,6 +84,7 @@ enum job_kind {
 	JOB_CLOSE,                 /* close items[0] unless in use */
 	JOB_UPKEEP,                /* Vault token upkeep + TTL */
 	JOB_KUBE,                  /* Kubernetes mode: j->kj (agent/kube_jobs.c) */
+	JOB_REKEY,                 /* resume items[0]'s online rekey (on the rekey worker) */
 };
 
 struct job_item {
@@ -105,6 +107,11 @@ struct job_item {
 	int kclass;                /* discovered: enum kclass (agent/kmode.h) */
 	int converted;             /* 1 encrypted in place by this job, -1 that failed, 0 not tried */
 	char kdetail[512];
+	/* a rekey in progress on the mapping (the header's checkpoint, or the
+	 * split table without a readable header), from the scan */
+	bool rekey;
+	uint64_t rekey_done, rekey_total;
+	char rekey_source[8];      /* "header" | "table" */
 };
 
 struct job {
@@ -122,6 +129,13 @@ struct job {
 	unsigned decrypts;         /* Vault decrypt requests this job made (0 or 1 per key) */
 	uint64_t duration_ms;
 	struct kjob *kj;           /* JOB_KUBE (owned) */
+	/* JOB_REKEY: in */
+	uint64_t max_rate;         /* bytes/s, 0 = no limit */
+	volatile sig_atomic_t *stop; /* the agent's stop flag (SIGTERM/SIGINT) */
+	/* JOB_REKEY: out (the run's conv_result) */
+	uint64_t rk_bytes;
+	double rk_seconds;
+	bool rk_interrupted, rk_online;
 	struct job *next;
 };
 void job_free(struct job *j);
@@ -157,6 +171,12 @@ void worker_set_kmode(struct worker *w, struct kmode *km);
 struct kmode *worker_kmode(struct worker *w);
 /* The agent's log (thread-safe), for lines written on the worker. */
 struct alog *worker_log(struct worker *w);
+/* A rekey's progress (JOB_REKEY, on the rekey worker's thread): kept as the
+ * latest value and signalled through the worker's eventfd, at most once per
+ * percent, so the loop wakes only while a rekey moves. */
+void worker_post_progress(struct worker *w, const char *name, uint64_t done, uint64_t total);
+/* The latest progress posted since the last call (the loop). */
+bool worker_take_progress(struct worker *w, char name[128], uint64_t *done, uint64_t *total);
 
 /* ---- volumes and their states -------------------------------------------------- */
 
@@ -188,6 +208,15 @@ struct vol {
 	char last_error[WERR_MSG_MAX];
 	char note[256];
 	struct kvol *k;            /* Kubernetes mode: a discovered volume (agent/kmode.h) */
+	/* An online rekey in progress (its header says so): resumed on the
+	 * rekey worker while the mapping is open; never closed or erased
+	 * while it runs. */
+	bool rekey;                /* in progress (header or split table) */
+	bool rekeying;             /* a JOB_REKEY runs for it */
+	bool rekey_failed;         /* the last resume failed: retried on SIGHUP */
+	bool rekey_wait_logged;    /* Kubernetes mode: "release waits" said once */
+	uint64_t rekey_done, rekey_total;
+	char rekey_source[8];      /* "header" | "table" | "resume" (the running job's callback) */
 };
 
 struct agent_opts;                 /* the command line (main.c), for SIGHUP */
@@ -225,6 +254,8 @@ struct agent {
 	bool stopping;
 	unsigned long wakeups;     /* epoll returns (for tests and metrics) */
 	struct agent_svc *svc;     /* hooks.c: notify, metrics, httpd (NULL before hooks_init) */
+	struct worker *rw;         /* the rekey worker: online rekeys run here, never on a->w */
+	volatile sig_atomic_t rekey_stop; /* set at SIGTERM/SIGINT: a rekey stops at a checkpoint */
 	struct kmode *km;          /* Kubernetes mode (agent/kmode.h), NULL when off */
 };
 
@@ -246,8 +277,14 @@ void agent_job_done(struct agent *a, struct job *j);
 void agent_timer_due(struct agent *a);
 /* The Vault token file changed (or SIGHUP): upkeep now, retry what waits. */
 void agent_vault_changed(struct agent *a);
-/* SIGHUP: failed volumes get another try. */
+/* SIGHUP: failed volumes (and failed rekeys) get another try. */
 void agent_retry_failed(struct agent *a);
+/* The rekey worker posted progress (the loop, on its eventfd). */
+void agent_rekey_progress(struct agent *a);
+/* How long SIGTERM waits for a running rekey to reach its checkpoint (one
+ * zone, 16 MiB); past it the process exits and the rekey's guardian
+ * process makes the mapping consistent. */
+#define AGENT_REKEY_STOP_MS 60000
 /* When the timerfd should fire next (0 = never). */
 uint64_t agent_next_deadline(const struct agent *a);
 void agent_free_vols(struct agent *a);
@@ -326,5 +363,9 @@ void hooks_ready(struct agent *a);         /* the first reconcile pass is done *
 void hooks_status(struct agent *a);        /* the volumes' states changed */
 void hooks_job_done(struct agent *a, const struct job *j); /* durations, Vault results */
 void hooks_stopping(struct agent *a);
+/* wrapd_rekey_progress_ratio{volume}: set while v->rekey, removed otherwise
+ * (and when the volume goes: hooks_volume_gone). */
+void hooks_rekey(struct agent *a, const struct vol *v);
+void hooks_volume_gone(struct agent *a, const char *name);
 
 #endif

@@ -17,6 +17,7 @@ static void finish(struct agent_config *c)
 	c->retry_max_ms = c->s.retry_max_ms;
 	c->retry_min_ms = c->s.retry_min_ms < c->retry_max_ms ? c->s.retry_min_ms : c->retry_max_ms;
 	c->stop_timeout_ms = c->s.stop_timeout_ms;
+	c->rekey_max_rate = (uint64_t)c->s.rekey_max_rate << 20;
 	const struct agent_settings *s = &c->s;
 	c->kubernetes = s->kubernetes & 1;
 	c->discovery_dir = s->discovery_dir ? s->discovery_dir : AGENT_DISCOVERY_DIR_DEFAULT;

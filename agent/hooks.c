@@ -11,8 +11,10 @@
  *                 timerfd exists only then: no wake-ups otherwise)
  *
  * Metrics: wrapd_volumes{state} on every state change, Vault requests from
- * the worker's client observer (worker thread; the registry locks), open
- * durations from finished jobs, wrapd_build_info once.
+ * the workers' client observer (worker threads; the registry locks), open
+ * durations from finished jobs, wrapd_build_info once,
+ * wrapd_rekey_progress_ratio{volume} while a volume's rekey is in progress
+ * (from the loop: the scan's checkpoint, then the rekey worker's progress).
  */
 #include "agent/agent.h"
 #include "agent/httpd.h"
@@ -90,7 +92,10 @@ static int register_metrics(struct metrics *m)
 	    (r = metrics_gauge(m, "wrapd_vault_up", "1 when Vault answered the agent's last request",
 			       METRIC_NO_LABELS)) < 0 ||
 	    (r = metrics_counter(m, "wrapd_agent_wakeups_total",
-			       "Times the event loop woke up (0 per second when idle)", METRIC_NO_LABELS)) < 0)
+			       "Times the event loop woke up (0 per second when idle)", METRIC_NO_LABELS)) < 0 ||
+	    (r = metrics_gauge(m, "wrapd_rekey_progress_ratio",
+			       "Online rekey of a volume: the part done, 0..1 (the header's checkpoint, then the running resume); present only while a rekey is in progress or being resumed",
+			       METRIC_LABELS("volume"))) < 0)
 		return r;
 	metrics_set(m, "wrapd_build_info", 1, METRIC_LABELS(PACKAGE_VERSION));
 	static const enum vol_state all[] = {VS_OPEN, VS_OPENING, VS_WAITING_VAULT, VS_FAILED,
@@ -155,6 +160,8 @@ int hooks_init(struct agent *a, struct werr *err)
 	}
 	a->svc = s;
 	worker_set_observer(a->w, on_vault_request, s);
+	if (a->rw)
+		worker_set_observer(a->rw, on_vault_request, s);
 	return 0;
 fail:
 	a->svc = s;
@@ -274,6 +281,8 @@ void hooks_status(struct agent *a)
 				c[k]++;
 	for (size_t k = 0; k < ARRAY_SIZE(all); k++)
 		metrics_set(s->m, "wrapd_volumes", (double)c[k], METRIC_LABELS(vol_state_name(all[k])));
+	for (size_t i = 0; i < a->n; i++)
+		hooks_rekey(a, &a->v[i]);
 	char why[512];
 	metrics_set(s->m, "wrapd_ready", agent_ready(a, why, sizeof(why)) ? 1 : 0, METRIC_NO_LABELS);
 	metrics_set(s->m, "wrapd_vault_up", a->vault_known && a->vault_ok ? 1 : 0, METRIC_NO_LABELS);
@@ -294,6 +303,26 @@ void hooks_job_done(struct agent *a, const struct job *j)
 			metrics_observe(s->m, "wrapd_volume_open_duration_seconds",
 					(double)j->duration_ms / 1e3, METRIC_NO_LABELS);
 	}
+}
+
+void hooks_rekey(struct agent *a, const struct vol *v)
+{
+	struct agent_svc *s = a->svc;
+	if (!s)
+		return;
+	if (v->rekey && v->rekey_total && (v->st == VS_OPEN || v->rekeying)) {
+		double r = (double)v->rekey_done / (double)v->rekey_total;
+		metrics_set(s->m, "wrapd_rekey_progress_ratio", r > 1 ? 1 : r, METRIC_LABELS(v->name));
+	} else {
+		metrics_remove(s->m, "wrapd_rekey_progress_ratio", METRIC_LABELS(v->name));
+	}
+}
+
+void hooks_volume_gone(struct agent *a, const char *name)
+{
+	struct agent_svc *s = a->svc;
+	if (s)
+		metrics_remove(s->m, "wrapd_rekey_progress_ratio", METRIC_LABELS(name));
 }
 
 void hooks_reloading(struct agent *a)

@@ -11,7 +11,8 @@
  *   - a PV of this node whose volume is gone → delete it when Available,
  *     keep it with a Warning Event (DeviceGone) when Bound or Released;
  *   - a PV Released with policy Delete → the release flow (kube_jobs.c),
- *     refused with a Warning Event (EraseRefused) while a pod uses it;
+ *     refused with a Warning Event (EraseRefused) while a pod uses it,
+ *     deferred (one log line) while the agent resumes an online rekey on it;
  *     policy Retain → left alone;
  *   - a PV that names another LUKS UUID than the device now holds (the
  *     device was formatted while the agent was away) → deleted and published
@@ -381,6 +382,18 @@ static void kick_vol(struct agent *a, struct vol *v, uint64_t now)
 			k->released_ms = now;
 		if (pv->reclaim != KUBE_RECLAIM_DELETE)
 			return; /* Retain: the data stays, the PV stays Released */
+		if (v->rekeying) {
+			/* The release waits for the online rekey: it ends by
+			 * itself (or stops at a checkpoint at SIGTERM), and the
+			 * PV is erased right after (agent_kick runs again). */
+			if (!v->rekey_wait_logged)
+				alog(a->log, WLOG_INFO, v->name, v->device, "release",
+				     "PV %s is Released: erased once the online rekey running on it ends",
+				     pv->name);
+			v->rekey_wait_logged = true;
+			return;
+		}
+		v->rekey_wait_logged = false;
 		if (k->in_use) {
 			if (strcmp(k->refused_uid, pv->uid)) {
 				snprintf(k->refused_uid, sizeof(k->refused_uid), "%s", pv->uid);

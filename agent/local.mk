@@ -12,7 +12,7 @@ wrapd_LDADD = $(WRAPD_LIBS) $(MHD_LIBS) -lm
 EXTRA_DIST += systemd/wrapd.service daemonset/wrapd.yaml
 # Real-kernel suite (dm-crypt, the Vault double): run by
 # tests/vm/run-kernel-tests, not by make check.
-dist_noinst_SCRIPTS += tests/agent/vm_agent.sh tests/agent/vm_kube.sh tests/agent/vm_kube_convert.sh \
+dist_noinst_SCRIPTS += tests/agent/vm_agent.sh tests/agent/vm_agent_rekey.sh tests/agent/vm_kube.sh tests/agent/vm_kube_convert.sh \
 	tests/agent/vm_systemd.sh
 EXTRA_DIST += tests/agent/agentq.py bench/agent
 

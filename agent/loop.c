@@ -5,7 +5,8 @@
  *     due, so an idle agent sleeps in epoll_wait with no timeout),
  *   - the inotify fd (table and token file),
  *   - the status socket,
- *   - the worker's eventfd (finished jobs).
+ *   - the workers' eventfds (finished jobs; the rekey worker's also signals
+ *     a rekey's progress, at most once per percent).
  * Nothing here blocks except epoll_wait: every slow operation is a worker job.
  */
 #include "agent/agent.h"
@@ -15,7 +16,7 @@
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 
-enum { EV_SIGNAL = 1, EV_TIMER, EV_INOTIFY, EV_STATUS, EV_WORKER };
+enum { EV_SIGNAL = 1, EV_TIMER, EV_INOTIFY, EV_STATUS, EV_WORKER, EV_REKEY };
 
 static int ep_add(int ep, int fd, uint32_t tag)
 {
@@ -49,6 +50,7 @@ static void on_signal(struct agent *a)
 			     "%s: leaving every mapping open and stopping",
 			     si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 			a->stopping = true;
+			a->rekey_stop = 1; /* a running rekey stops at its next checkpoint */
 			break;
 		case SIGHUP:
 			alog(a->log, WLOG_INFO, NULL, NULL, "reload",
@@ -85,7 +87,8 @@ int agent_run(struct agent *a, struct werr *err)
 	    (r = ep_add(a->epfd, a->timerfd, EV_TIMER)) < 0 ||
 	    (r = ep_add(a->epfd, a->inofd, EV_INOTIFY)) < 0 ||
 	    (r = ep_add(a->epfd, a->statusfd, EV_STATUS)) < 0 ||
-	    (r = ep_add(a->epfd, worker_fd(a->w), EV_WORKER)) < 0)
+	    (r = ep_add(a->epfd, worker_fd(a->w), EV_WORKER)) < 0 ||
+	    (a->rw && (r = ep_add(a->epfd, worker_fd(a->rw), EV_REKEY)) < 0))
 		return werr_set(err, r, "epoll: %s", strerror(-r));
 	hooks_loop_init(a);
 	kube_mode_loop_init(a);
@@ -122,12 +125,15 @@ int agent_run(struct agent *a, struct werr *err)
 				status_accept(a);
 				break;
 			case EV_WORKER:
-				for (struct job *j = worker_take_done(a->w); j;) {
+			case EV_REKEY:
+				for (struct job *j = worker_take_done(evs[i].data.u32 == EV_REKEY ? a->rw : a->w); j;) {
 					struct job *next = j->next;
 					agent_job_done(a, j);
 					job_free(j);
 					j = next;
 				}
+				if (evs[i].data.u32 == EV_REKEY)
+					agent_rekey_progress(a);
 				agent_kick(a);
 				break;
 			default:

@@ -69,6 +69,22 @@ static int load_settings(const struct agent_opts *o, struct agent_config *c, str
 	return r;
 }
 
+/* The Vault settings once more, for the rekey worker (each worker owns
+ * its client and its settings). NULL when they cannot be read. */
+static struct vault_config *vault_again(const struct agent_opts *o, struct werr *err)
+{
+	struct agent_config c;
+	struct vault_config *v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	if (load_settings(o, &c, v, err) < 0) {
+		free(v);
+		return NULL;
+	}
+	agent_config_free(&c);
+	return v;
+}
+
 void agent_reload(struct agent *a)
 {
 	struct agent_config c;
@@ -92,6 +108,9 @@ void agent_reload(struct agent *a)
 		free(a->token_file);
 		a->token_file = v->auth == VAULT_AUTH_TOKEN && v->token_file ? strdup(v->token_file) : NULL;
 		worker_set_vault(a->w, v);
+		struct vault_config *v2 = a->rw ? vault_again(a->opts, &e) : NULL;
+		if (v2)
+			worker_set_vault(a->rw, v2);
 		agent_config_free(&a->cfg);
 		a->cfg = c;
 		/* Watches follow the (possibly new) table and token paths. */
@@ -213,13 +232,23 @@ int main(int argc, char **argv)
 	a.token_file = vcfg->auth == VAULT_AUTH_TOKEN && vcfg->token_file ? strdup(vcfg->token_file) : NULL;
 
 	int rc = 1;
+	struct vault_config *vcfg2 = vault_again(&o, &err);
+	if (!vcfg2) {
+		fprintf(stderr, "wrapd: error: %s\n", werr_str(&err, err.rc ? err.rc : -ENOMEM));
+		return 1;
+	}
 	if ((r = agent_loop_init(&a, &err)) < 0 ||
 	    (r = worker_start(&a.w, vcfg, &log, &err)) < 0 ||
+	    (r = worker_start(&a.rw, TAKE_PTR(vcfg2), &log, &err)) < 0 ||
 	    (r = table_watch_init(&a, &err)) < 0 ||
 	    (r = kube_mode_init(&a, &err)) < 0 ||
 	    (r = status_listen(a.cfg.status_socket, &a.statusfd, &err)) < 0 ||
 	    (r = hooks_init(&a, &err)) < 0) {
 		alog(&log, WLOG_ERROR, NULL, NULL, "start", "%s", werr_str(&err, r));
+		if (vcfg2) { /* not handed to the rekey worker */
+			vault_config_free(vcfg2);
+			free(vcfg2);
+		}
 		goto out;
 	}
 	alog(&log, WLOG_INFO, NULL, NULL, "start",
@@ -238,6 +267,22 @@ out:
 	if (a.statusfd >= 0) {
 		close(a.statusfd);
 		unlink(a.cfg.status_socket);
+	}
+	if (a.rw && worker_busy(a.rw)) {
+		/* The flag is set: the rekey stops at its next checkpoint (one
+		 * zone at most), releasing what it holds. */
+		alog(&log, WLOG_INFO, NULL, NULL, "stopping",
+		     "waiting for the online rekey to reach its checkpoint (at most %d s)",
+		     AGENT_REKEY_STOP_MS / 1000);
+	}
+	if (a.rw && !worker_stop(a.rw, AGENT_REKEY_STOP_MS)) {
+		/* Its guardian process finishes or releases the held zone once
+		 * this process is gone; the mapping keeps serving. */
+		alog(&log, WLOG_WARN, NULL, NULL, "stopped",
+		     "the online rekey did not reach its checkpoint within %d s; exiting without it (its guardian repairs the mapping; the next start resumes it)",
+		     AGENT_REKEY_STOP_MS / 1000);
+		fflush(NULL);
+		_exit(rc);
 	}
 	if (a.w && !worker_stop(a.w, a.cfg.stop_timeout_ms)) {
 		/* A Vault call or dm operation is still running: leave it to the

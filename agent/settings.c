@@ -63,6 +63,8 @@ static const struct config_key agent_keys[] = {
 	 .min = 100, .max = 24 * 3600 * 1000LL},
 	{.name = "agent_stop_timeout", .type = CONFIG_DURATION, .off = S(stop_timeout_ms),
 	 .min = 100, .max = 60 * 1000LL},
+	{.name = "rekey_max_rate", .type = CONFIG_INT, .off = S(rekey_max_rate), .min = 0,
+	 .max = 1 << 20},
 	/* Kubernetes mode (the contract: notes/KUBE-CONTRACT.md, daemonset/) */
 	{.name = "kubernetes", .type = CONFIG_ENUM, .off = S(kubernetes), .names = yes_no},
 	{.name = "discovery_dir", .type = CONFIG_PATH, .off = S(discovery_dir)},

@@ -11,6 +11,8 @@
  *   agent_retry_min    [1s]               first back-off step while Vault is unavailable
  *   agent_retry_max    [5m]               back-off cap
  *   agent_stop_timeout [1500ms]           how long SIGTERM waits for a running job
+ *   rekey_max_rate     [0]                MiB/s for an online rekey the agent resumes;
+ *                                         0 = unlimited
  * Kubernetes mode (the DaemonSet's ConfigMap sets them; see wrapd.conf(5)):
  *   kubernetes         [no]               yes: discovery + PV publishing
  *   discovery_dir      [/var/lib/wrapd/discovery]
@@ -53,6 +55,7 @@ struct agent_settings {
 	long retry_min_ms;
 	long retry_max_ms;
 	long stop_timeout_ms;
+	int rekey_max_rate;        /* MiB/s, 0 = unlimited */
 	/* Kubernetes mode; NULL strings = the defaults above */
 	int kubernetes;            /* yes|no|true|false: odd = on */
 	char *discovery_dir, *kubelet_dir, *storage_class;

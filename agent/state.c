@@ -52,6 +52,7 @@ static void vol_free(struct vol *v)
 static void vol_remove(struct agent *a, struct vol *v)
 {
 	size_t i = (size_t)(v - a->v);
+	hooks_volume_gone(a, v->name);
 	vol_free(v);
 	memmove(&a->v[i], &a->v[i + 1], (a->n - i - 1) * sizeof(*v));
 	a->n--;
@@ -263,6 +264,110 @@ static bool open_due(const struct agent *a, const struct vol *v)
 	return v->st == VS_WAITING_VAULT && !a->retry_at_ms;
 }
 
+/* ---- online rekeys in progress: resumed on the rekey worker --------------------- */
+
+static void rekey_from_item(struct vol *v, const struct job_item *it)
+{
+	v->rekey = it->rekey;
+	v->rekey_done = it->rekey_done;
+	v->rekey_total = it->rekey_total;
+	snprintf(v->rekey_source, sizeof(v->rekey_source), "%s", it->rekey_source);
+}
+
+/* An open volume whose header says a rekey is in progress: resume it. */
+static void rekey_kick(struct agent *a)
+{
+	if (!a->rw || a->stopping)
+		return;
+	for (size_t i = 0; i < a->n; i++) {
+		struct vol *v = &a->v[i];
+		if (!v->rekey || v->rekeying || v->rekey_failed || v->busy || v->st != VS_OPEN)
+			continue;
+		const char *dev = v->device ? v->device : v->backing[0] ? v->backing : NULL;
+		if (!dev)
+			continue;
+		struct job *j = job_new(JOB_REKEY, 1);
+		if (!j || item_set(&j->items[0], v) < 0) {
+			job_free(j);
+			continue;
+		}
+		if (!j->items[0].device && !(j->items[0].device = strdup(dev))) {
+			job_free(j);
+			continue;
+		}
+		j->n = 1;
+		j->items[0].rekey_done = v->rekey_done;
+		j->max_rate = a->cfg.rekey_max_rate;
+		j->stop = &a->rekey_stop;
+		v->rekeying = true;
+		char rate[48] = "no rate limit";
+		if (a->cfg.rekey_max_rate)
+			snprintf(rate, sizeof(rate), "at most %llu MiB/s",
+				 (unsigned long long)(a->cfg.rekey_max_rate >> 20));
+		alog(a->log, WLOG_INFO, v->name, dev, "rekey",
+		     "resuming the online rekey from %.1f of %.1f MiB (%.1f%%, the %s's checkpoint), %s",
+		     (double)v->rekey_done / 1048576.0, (double)v->rekey_total / 1048576.0,
+		     v->rekey_total ? 100.0 * (double)v->rekey_done / (double)v->rekey_total : 0.0,
+		     v->rekey_source[0] ? v->rekey_source : "header", rate);
+		hooks_rekey(a, v);
+		worker_submit(a->rw, j);
+	}
+}
+
+static void rekey_done(struct agent *a, struct job *j)
+{
+	const struct job_item *it = &j->items[0];
+	struct vol *v = agent_find(a, it->name);
+	if (!v)
+		return;
+	v->rekeying = false;
+	if (it->mapped) {
+		rekey_from_item(v, it);
+		v->key_version = it->key_version;
+	}
+	if (it->rc == 0 || it->rc == -ENOENT) {
+		v->rekey = false;
+		v->rekey_failed = false;
+		if (it->rc == -ENOENT)
+			alog(a->log, WLOG_INFO, v->name, it->device, "rekey",
+			     "no rekey left to resume (finished by another process)");
+		else
+			alog(a->log, WLOG_INFO, v->name, it->device, "rekeyed",
+			     "online rekey finished: %.1f MiB in %.1f s (%.1f MiB/s)%s",
+			     (double)j->rk_bytes / 1048576.0, j->rk_seconds,
+			     j->rk_seconds > 0 ? (double)j->rk_bytes / 1048576.0 / j->rk_seconds : 0.0,
+			     j->rk_online ? "" : " (offline: the mapping was gone)");
+	} else if (j->rk_interrupted) {
+		alog(a->log, WLOG_INFO, v->name, it->device, "rekey",
+		     "online rekey stopped at a checkpoint, %.1f%% done (%.1f MiB this run); the mapping serves, and the agent resumes it when it starts again",
+		     v->rekey_total ? 100.0 * (double)v->rekey_done / (double)v->rekey_total : 0.0,
+		     (double)j->rk_bytes / 1048576.0);
+	} else {
+		v->rekey_failed = true;
+		snprintf(v->last_error, sizeof(v->last_error), "rekey: %.1000s", it->msg);
+		alog(a->log, WLOG_ERROR, v->name, it->device, "rekey-failed",
+		     "%s; the mapping stays open. Fix the cause, then SIGHUP the agent (or run 'wrapctl resume %s')",
+		     it->msg, it->device ? it->device : v->name);
+	}
+	hooks_rekey(a, v);
+}
+
+/* The rekey worker's progress (its eventfd). */
+void agent_rekey_progress(struct agent *a)
+{
+	char name[128];
+	uint64_t done, total;
+	if (!a->rw || !worker_take_progress(a->rw, name, &done, &total))
+		return;
+	struct vol *v = agent_find(a, name);
+	if (!v || !v->rekeying)
+		return;
+	v->rekey_done = done;
+	v->rekey_total = total;
+	snprintf(v->rekey_source, sizeof(v->rekey_source), "resume");
+	hooks_rekey(a, v);
+}
+
 void agent_kick(struct agent *a)
 {
 	if (a->stopping)
@@ -270,7 +375,7 @@ void agent_kick(struct agent *a)
 	/* Closes: lines removed (or changed) while mapped. */
 	for (size_t i = 0; i < a->n; i++) {
 		struct vol *v = &a->v[i];
-		bool want_close = v->st == VS_OPEN && !v->busy &&
+		bool want_close = v->st == VS_OPEN && !v->busy && !v->rekeying &&
 				  ((!v->in_table && !v->kept && !v->adopted_unlisted) || v->changed);
 		if (!want_close)
 			continue;
@@ -289,6 +394,7 @@ void agent_kick(struct agent *a)
 	for (size_t i = 0; i < a->n; i++)
 		if (open_due(a, &a->v[i]) || adopt_due(&a->v[i]))
 			n++;
+	rekey_kick(a);
 	/* The first pass always runs (even with an empty table): it finds the
 	 * wrapd mappings that are open already. */
 	if (!n && a->first_sent) {
@@ -421,10 +527,12 @@ void agent_vault_changed(struct agent *a)
 
 void agent_retry_failed(struct agent *a)
 {
-	for (size_t i = 0; i < a->n; i++)
+	for (size_t i = 0; i < a->n; i++) {
 		if (a->v[i].st == VS_FAILED && !a->v[i].busy &&
 		    !(a->v[i].k && kvol_erase_pending(a->v[i].k)))
 			a->v[i].st = VS_CLOSED;
+		a->v[i].rekey_failed = false;
+	}
 	a->retry_at_ms = 0;
 	a->retry_n = 0;
 }
@@ -463,6 +571,8 @@ static void open_item_done(struct agent *a, const struct job_item *it)
 		return;
 	v->busy = false;
 	kube_mode_open_item(a, v, it);
+	if (it->mapped && !v->rekeying)
+		rekey_from_item(v, it);
 	if (it->mapped) {
 		snprintf(v->backing, sizeof(v->backing), "%s", it->backing);
 		snprintf(v->luks_uuid, sizeof(v->luks_uuid), "%s", it->luks_uuid);
@@ -612,6 +722,7 @@ void agent_job_done(struct agent *a, struct job *j)
 	case JOB_CLOSE: close_done(a, j); break;
 	case JOB_UPKEEP: upkeep_done(a, j); break;
 	case JOB_KUBE: kube_mode_job_done(a, j); break;
+	case JOB_REKEY: rekey_done(a, j); break;
 	}
 	hooks_status(a);
 }

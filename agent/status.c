@@ -12,7 +12,12 @@
  *              "retry_in_ms"},
  *    "volumes": [{"name", "state", "device", "header", "mapping", "backing", "uuid",
  *                 "key_version", "last_error", "note", "in_table", "noauto",
- *                 "adopted", "kept", "changed"}]}
+ *                 "adopted", "kept", "changed", "rekey"}]}
+ * "rekey" is null, or {"in_progress": true, "running" (the agent resumes it
+ * now), "done", "total" (bytes), "ratio", "source" ("header": the checkpoint
+ * the agent found; "table": a split table without a readable header;
+ * "resume": the running resume's progress), "failed" (the last resume failed:
+ * retried on SIGHUP)}. agent.rekey_max_rate is in bytes/s (0: no limit).
  * "state" is one of: open, opening, waiting for Vault, failed, closing, closed.
  */
 #include "agent/agent.h"
@@ -69,6 +74,23 @@ static json_t *jstr_or_null(const char *s)
 	return s && *s ? json_string(s) : json_null();
 }
 
+/* null, or the volume's online rekey in progress. */
+static json_t *rekey_json(const struct vol *v)
+{
+	if (!v->rekey)
+		return json_null();
+	json_t *r = json_object();
+	json_object_set_new(r, "in_progress", json_true());
+	json_object_set_new(r, "running", json_boolean(v->rekeying));
+	json_object_set_new(r, "done", json_integer((json_int_t)v->rekey_done));
+	json_object_set_new(r, "total", json_integer((json_int_t)v->rekey_total));
+	json_object_set_new(r, "ratio", json_real(v->rekey_total ? (double)v->rekey_done /
+								   (double)v->rekey_total : 0));
+	json_object_set_new(r, "source", json_string(v->rekey_source[0] ? v->rekey_source : "header"));
+	json_object_set_new(r, "failed", json_boolean(v->rekey_failed));
+	return r;
+}
+
 static json_t *vol_json(const struct vol *v)
 {
 	json_t *o = json_object();
@@ -91,6 +113,7 @@ static json_t *vol_json(const struct vol *v)
 	json_object_set_new(o, "adopted", json_boolean(v->adopted));
 	json_object_set_new(o, "kept", json_boolean(v->kept));
 	json_object_set_new(o, "changed", json_boolean(v->changed));
+	json_object_set_new(o, "rekey", rekey_json(v));
 	if (v->k)
 		kube_mode_vol_json(v, o);
 	return o;
@@ -124,6 +147,7 @@ char *status_json(const struct agent *a)
 	json_object_set_new(ag, "volume_table",
 			    json_string(a->cfg.volume_table));
 	json_object_set_new(ag, "vault", vault);
+	json_object_set_new(ag, "rekey_max_rate", json_integer((json_int_t)a->cfg.rekey_max_rate));
 	json_object_set_new(ag, "retry_in_ms",
 			    a->retry_at_ms ? json_integer((json_int_t)(a->retry_at_ms > now ? a->retry_at_ms - now : 0))
 					   : json_null());

@@ -34,6 +34,11 @@ struct worker {
 	vault_observer_fn observe;     /* given to every client made (metrics) */
 	struct kmode *km;              /* Kubernetes mode (worker_set_kmode) */
 	void *observe_arg;
+	/* a rekey's latest progress (JOB_REKEY), under mu */
+	bool prog_posted;
+	char prog_name[128];
+	uint64_t prog_done, prog_total;
+	uint64_t prog_last;            /* thread-owned: done when last posted */
 };
 
 uint64_t agent_now_ms(void)
@@ -92,6 +97,9 @@ int worker_vctx(struct worker *w, struct volume_ctx *vctx, struct werr *err)
 static void fill_status(struct job_item *it, const struct volume_status *s)
 {
 	it->mapped = true;
+	const char *src = NULL;
+	it->rekey = volume_status_rekey(s, &it->rekey_done, &it->rekey_total, &src);
+	snprintf(it->rekey_source, sizeof(it->rekey_source), "%s", src ? src : "");
 	snprintf(it->backing, sizeof(it->backing), "%s",
 		 s->backing_file[0] ? s->backing_file : s->backing);
 	snprintf(it->luks_uuid, sizeof(it->luks_uuid), "%s", s->luks_uuid);
@@ -242,6 +250,96 @@ static void run_close(struct worker *w, struct job *j)
 	}
 }
 
+/* ---- the online rekey (on the rekey worker: it takes minutes) ---------------- */
+
+void worker_post_progress(struct worker *w, const char *name, uint64_t done, uint64_t total)
+{
+	/* At most once per percent (and the end): the loop wakes only for it. */
+	uint64_t step = total / 100 ? total / 100 : 1;
+	if (done < total && done >= w->prog_last && done - w->prog_last < step)
+		return;
+	w->prog_last = done;
+	pthread_mutex_lock(&w->mu);
+	w->prog_posted = true;
+	snprintf(w->prog_name, sizeof(w->prog_name), "%s", name);
+	w->prog_done = done;
+	w->prog_total = total;
+	uint64_t one = 1;
+	if (write(w->efd, &one, sizeof(one)) < 0) {
+		/* cannot overflow at our rates */
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+bool worker_take_progress(struct worker *w, char name[128], uint64_t *done, uint64_t *total)
+{
+	pthread_mutex_lock(&w->mu);
+	bool p = w->prog_posted;
+	if (p) {
+		memcpy(name, w->prog_name, 128);
+		*done = w->prog_done;
+		*total = w->prog_total;
+		w->prog_posted = false;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return p;
+}
+
+struct rekey_cb {
+	struct worker *w;
+	const char *name;
+};
+
+static void rekey_progress(void *arg, const struct conv_progress *p)
+{
+	struct rekey_cb *cb = arg;
+	worker_post_progress(cb->w, cb->name, p->done, p->total);
+}
+
+static void run_rekey(struct worker *w, struct job *j)
+{
+	struct job_item *it = &j->items[0];
+	struct volume_ctx vctx;
+	struct werr e;
+	werr_clear(&e);
+	int r = worker_vctx(w, &vctx, &e);
+	if (r < 0) {
+		it->rc = r;
+		it->vault_error = true;
+		snprintf(it->msg, sizeof(it->msg), "%s", werr_str(&e, r));
+		return;
+	}
+	/* The mapping's block device: the loop a file-backed volume is on is
+	 * what the online path is tested with (the engine writes through it). */
+	const char *dev = it->device;
+	struct rekey_cb cb = {.w = w, .name = it->name};
+	w->prog_last = it->rekey_done;
+	struct volume_convert_req rq = {
+		.device = dev,
+		.header = it->header,
+		.progress = rekey_progress,
+		.progress_arg = &cb,
+		.stop = j->stop,
+		.max_rate = j->max_rate,
+	};
+	struct conv_result res;
+	r = volume_resume(&vctx, &rq, &res, &e);
+	it->rc = r;
+	if (r < 0)
+		snprintf(it->msg, sizeof(it->msg), "%s", werr_str(&e, r));
+	j->rk_bytes = res.bytes;
+	j->rk_seconds = res.seconds;
+	j->rk_interrupted = res.interrupted || r == -EINTR;
+	j->rk_online = rq.online;
+	/* What the kernel and the header show now (key version, progress). */
+	struct volume_status *st = NULL;
+	size_t ns = 0;
+	werr_clear(&e);
+	if (volume_status_list(&vctx, it->name, &st, &ns, &e) == 0 && ns == 1)
+		fill_status(it, &st[0]);
+	free(st);
+}
+
 static void run_upkeep(struct worker *w, struct job *j)
 {
 	struct werr e;
@@ -275,6 +373,7 @@ static void run(struct worker *w, struct job *j)
 	case JOB_CLOSE: run_close(w, j); break;
 	case JOB_UPKEEP: run_upkeep(w, j); break;
 	case JOB_KUBE: kjob_run(w, j->kj); break;
+	case JOB_REKEY: run_rekey(w, j); break;
 	}
 	j->duration_ms = agent_now_ms() - t0;
 }

@@ -45,6 +45,15 @@ static void print_text(json_t *doc, const char *name)
 			snprintf(k, sizeof(k), "v%lld", (long long)json_integer_value(kv));
 		printf("%-20s %-18s %-4s %s\n", str(v, "name", "?"), str(v, "state", "?"), k,
 		       str(v, "device", "(not in the table)"));
+		json_t *rk = json_object_get(v, "rekey");
+		if (json_is_object(rk)) {
+			double r = json_real_value(json_object_get(rk, "ratio"));
+			printf("%-20s   rekey: %.1f%% of %.1f MiB (%s)\n", "", 100.0 * r,
+			       (double)json_integer_value(json_object_get(rk, "total")) / 1048576.0,
+			       json_is_true(json_object_get(rk, "running")) ? "online, being resumed by the agent" :
+			       json_is_true(json_object_get(rk, "failed")) ? "the agent's resume failed: see the error" :
+			       "in progress");
+		}
 		if (json_string_value(json_object_get(v, "last_error")))
 			printf("%-20s   error: %s\n", "", str(v, "last_error", ""));
 		if (json_string_value(json_object_get(v, "note")))

@@ -211,8 +211,10 @@ vapi DELETE /_double/fault >/dev/null
 
 # ---- JSON log lines ------------------------------------------------------------------------
 : >"$W/agent.log"
-start_agent --log-format json
+start_agent --log-format json -o rekey_max_rate=3
 check "json: ready" $Q wait "s['agent']['ready'] and all($DONE for x in s['volumes'] if not x['noauto'])"
+check "rekey_max_rate 3 (MiB/s) in the status, in bytes/s; no volume with a rekey" $Q wait \
+	"s['agent']['rekey_max_rate'] == 3 << 20 and all(x['rekey'] is None for x in s['volumes'])"
 check "json: stop" stop_agent
 check "json: every stderr line is one JSON object with time, level and msg" $PY -c "
 import json, sys
@@ -228,6 +230,13 @@ ls = [json.loads(l) for l in open('$W/agent.log')]
 vs = [o for o in ls if o.get('volume') == 'hagt-1']
 assert vs and all(o.get('device') == '$W/v1.img' for o in vs), vs
 "
+
+# ---- rekey_max_rate: checked as the file's other keys ---------------------------------------
+for bad_rate in -1 x 1048577; do
+	check_fails "rekey_max_rate = $bad_rate is refused" "$B/wrapd" -c "$W/wrapd.conf" -o "rekey_max_rate=$bad_rate" --check-config
+	grep -q "rekey_max_rate" "$W/out" && ok "  ... naming the key" || bad "  ... naming the key"
+done
+check "rekey_max_rate = 0 (no limit) is valid" "$B/wrapd" -c "$W/wrapd.conf" -o rekey_max_rate=0 --check-config
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
