@@ -272,6 +272,22 @@ static int zone_size_switch(struct conv *c, uint64_t *jhz, uint64_t want)
 	return rc;
 }
 
+/* A clean stop before zone a: every zone before it is converted, fsynced
+ * and released, so done=a is committed (what the next zone's commit would
+ * record, without its journal): the checkpoint is exact for a resume and
+ * for the status, and a stop in a rate-limit pause ends at once. */
+static int stop_at(struct conv *c, uint64_t a)
+{
+	uint64_t za, ze;
+	if (st_u64(c->state, "done") != a || state_zone(c, &za, &ze)) {
+		state_done(c, a);
+		int rc = hdr_commit(c);
+		if (rc < 0)
+			return rc;
+	}
+	return -EINTR;
+}
+
 static int online_zones(struct conv *c, uint64_t jhz, uint64_t want)
 {
 	uint64_t done = st_u64(c->state, "done"), a, e;
@@ -302,9 +318,10 @@ static int online_zones(struct conv *c, uint64_t jhz, uint64_t want)
 	uint64_t moved = 0;
 	for (a = done; a < c->size; a = e) {
 		e = a + jhz < c->size ? a + jhz : c->size;
+		if (!conv_stop_requested(c))
+			rate_wait(c, t0, moved);
 		if (conv_stop_requested(c))
-			return -EINTR;
-		rate_wait(c, t0, moved);
+			return stop_at(c, a);
 		if ((rc = one_zone(c, a, e, jhz)) < 0)
 			return rc;
 		moved += e - a;
