@@ -21,9 +21,12 @@ struct oreq {
 	size_t grp;
 	bool ready;               /* passed phase 1, waits for its VK */
 	struct secbuf vk;
-	/* In the middle of a rekey: the split table, with the new key too. */
+	/* In the middle of a rekey: the split table, with the new key too
+	 * (unwrapped in the same batch as the old ones of its Transit key). */
 	bool split;
 	struct wrapd_token newtok;
+	size_t ngrp;
+	struct secbuf nvk;
 };
 
 static void req_fail(struct volume_open_req *req, int rc, const struct werr *e)
@@ -177,7 +180,10 @@ static int prepare(const struct volume_ctx *ctx, struct oreq *o, struct vgroups 
 		return werr_set(err, -EPERM,
 				"%s: the wrapd-vault token is bound to another volume (its context is not this header's UUID %s); refusing",
 				vd->d.hdr_path, vd->d.hdr->uuid);
-	return vgroups_get(ctx, gs, &vd->tok, &o->grp, err);
+	r = vgroups_get(ctx, gs, &vd->tok, &o->grp, err);
+	if (r == 0 && o->split)
+		r = vgroups_get(ctx, gs, &o->newtok, &o->ngrp, err);
+	return r;
 }
 
 static unsigned header_flags(const struct luks2_hdr *hdr)
@@ -351,9 +357,10 @@ static int activate_split(const struct volume_ctx *ctx, const struct dmcrypt_ctx
 			  struct werr *err)
 {
 	struct vdev *vd = &o->vd;
-	_cleanup_secbuf_ struct secbuf nvk = {0};
-	int r = vkey_unwrap(ctx, gs, &o->newtok, &nvk, err);
-	if (r < 0) {
+	_cleanup_secbuf_ struct secbuf nvk = o->nvk; /* from the batch */
+	memset(&o->nvk, 0, sizeof(o->nvk));
+	int r = 0;
+	if (!nvk.len && (r = vkey_unwrap(ctx, gs, &o->newtok, &nvk, err)) < 0) {
 		o->req->vault_error = true;
 		return werr_prefix(err, r, "%s: the new key of the rekey in progress", vd->d.hdr_path);
 	}
@@ -379,12 +386,15 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 	int r = 0;
 	struct vgroups gs = {0};
 	struct oreq *os = calloc(n ? n : 1, sizeof(*os));
-	struct vault_batch_item *items = calloc(n ? n : 1, sizeof(*items));
-	size_t *item_of = calloc(n ? n : 1, sizeof(*item_of));
-	if (!os || !items || !item_of) {
+	/* Up to two keys a volume: a rekey in progress has the new one too. */
+	struct vault_batch_item *items = calloc(n ? 2 * n : 1, sizeof(*items));
+	size_t *item_of = calloc(n ? 2 * n : 1, sizeof(*item_of));
+	bool *item_new = calloc(n ? 2 * n : 1, sizeof(*item_new));
+	if (!os || !items || !item_of || !item_new) {
 		free(os);
 		free(items);
 		free(item_of);
+		free(item_new);
 		return -ENOMEM;
 	}
 	struct dmcrypt_ctx dctx;
@@ -424,11 +434,20 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 	for (size_t g = 0; g < gs.n; g++) {
 		size_t m = 0;
 		for (size_t i = 0; i < n; i++) {
-			if (!os[i].ready || os[i].grp != g)
+			if (!os[i].ready)
 				continue;
-			items[m].ciphertext = os[i].vd.tok.ciphertext;
-			items[m].context_b64 = os[i].vd.tok.context;
-			item_of[m++] = i;
+			if (os[i].grp == g) {
+				items[m].ciphertext = os[i].vd.tok.ciphertext;
+				items[m].context_b64 = os[i].vd.tok.context;
+				item_new[m] = false;
+				item_of[m++] = i;
+			}
+			if (os[i].split && os[i].ngrp == g) {
+				items[m].ciphertext = os[i].newtok.ciphertext;
+				items[m].context_b64 = os[i].newtok.context;
+				item_new[m] = true;
+				item_of[m++] = i;
+			}
 		}
 		if (!m)
 			continue;
@@ -438,7 +457,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 		if (m == 1) {
 			size_t i = item_of[0];
 			br = vault_decrypt(gs.g[g].vc, items[0].ciphertext, items[0].context_b64,
-					   &os[i].vk, &e);
+					   item_new[0] ? &os[i].nvk : &os[i].vk, &e);
 			items[0].rc = br;
 			if (br < 0)
 				snprintf(items[0].msg, sizeof(items[0].msg), "%s", werr_str(&e, br));
@@ -450,9 +469,13 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 			size_t i = item_of[k];
 			int ir = br < 0 ? br : items[k].rc;
 			if (ir < 0) {
+				if (reqs[i].rc < 0)
+					continue; /* its other key failed already */
 				struct werr e2;
-				werr_set(&e2, ir, "%s: Vault could not unwrap the volume key: %s",
-					 os[i].vd.d.hdr_path, br < 0 ? werr_str(&e, br) : items[k].msg);
+				werr_set(&e2, ir, "%s: Vault could not unwrap the %s: %s",
+					 os[i].vd.d.hdr_path,
+					 item_new[k] ? "new key of the rekey in progress" : "volume key",
+					 br < 0 ? werr_str(&e, br) : items[k].msg);
 				req_fail(&reqs[i], ir, &e2);
 				reqs[i].vault_error = true;
 				os[i].ready = false;
@@ -460,7 +483,9 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 			}
 			if (m > 1) {
 				/* Move the plaintext (locked memory) into the request. */
-				os[i].vk = items[k].plaintext;
+				struct secbuf *to = item_new[k] ? &os[i].nvk : &os[i].vk;
+				secbuf_free(to);
+				*to = items[k].plaintext;
 				memset(&items[k].plaintext, 0, sizeof(items[k].plaintext));
 			}
 		}
@@ -484,6 +509,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 	int first = 0;
 	for (size_t i = 0; i < n; i++) {
 		secbuf_free(&os[i].vk);
+		secbuf_free(&os[i].nvk);
 		wrapd_token_free(&os[i].newtok);
 		vdev_close(&os[i].vd);
 		if (reqs[i].rc < 0) {
@@ -499,6 +525,7 @@ int volume_open_many(const struct volume_ctx *ctx, struct volume_open_req *reqs,
 	free(os);
 	free(items);
 	free(item_of);
+	free(item_new);
 	if (failed && n > 1)
 		r = werr_set(err, first, "%zu of %zu volume(s) failed to open", failed, n);
 	else if (failed)
