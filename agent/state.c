@@ -297,6 +297,7 @@ static void rekey_kick(struct agent *a)
 		}
 		j->n = 1;
 		j->items[0].rekey_done = v->rekey_done;
+		j->items[0].rekey_total = v->rekey_total;
 		j->max_rate = a->cfg.rekey_max_rate;
 		j->stop = &a->rekey_stop;
 		v->rekeying = true;

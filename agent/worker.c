@@ -288,11 +288,14 @@ bool worker_take_progress(struct worker *w, char name[128], uint64_t *done, uint
 struct rekey_cb {
 	struct worker *w;
 	const char *name;
+	uint64_t done, total;          /* the last callback's */
 };
 
 static void rekey_progress(void *arg, const struct conv_progress *p)
 {
 	struct rekey_cb *cb = arg;
+	cb->done = p->done;
+	cb->total = p->total;
 	worker_post_progress(cb->w, cb->name, p->done, p->total);
 }
 
@@ -312,22 +315,24 @@ static void run_rekey(struct worker *w, struct job *j)
 	/* The mapping's block device: the loop a file-backed volume is on is
 	 * what the online path is tested with (the engine writes through it). */
 	const char *dev = it->device;
-	struct rekey_cb cb = {.w = w, .name = it->name};
+	struct rekey_cb cb = {.w = w, .name = it->name, .done = it->rekey_done,
+			      .total = it->rekey_total};
 	w->prog_last = it->rekey_done;
 	struct volume_convert_req rq = {
 		.device = dev,
 		.header = it->header,
+		.op = CONV_RESUME,
 		.progress = rekey_progress,
 		.progress_arg = &cb,
 		.stop = j->stop,
 		.max_rate = j->max_rate,
 	};
 	struct conv_result res;
-	r = volume_resume(&vctx, &rq, &res, &e);
+	r = volume_convert(&vctx, &rq, &res, &e); /* volume_resume, telling whether it ran online */
 	it->rc = r;
 	if (r < 0)
 		snprintf(it->msg, sizeof(it->msg), "%s", werr_str(&e, r));
-	j->rk_bytes = res.bytes;
+	uint64_t start = it->rekey_done;
 	j->rk_seconds = res.seconds;
 	j->rk_interrupted = res.interrupted || r == -EINTR;
 	j->rk_online = rq.online;
@@ -338,6 +343,9 @@ static void run_rekey(struct worker *w, struct job *j)
 	if (volume_status_list(&vctx, it->name, &st, &ns, &e) == 0 && ns == 1)
 		fill_status(it, &st[0]);
 	free(st);
+	/* This run's bytes: from where it started to where it ended. */
+	uint64_t end = r == 0 ? cb.total : it->rekey ? it->rekey_done : cb.done;
+	j->rk_bytes = end > start ? end - start : 0;
 }
 
 static void run_upkeep(struct worker *w, struct job *j)

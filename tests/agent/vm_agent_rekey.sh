@@ -5,12 +5,14 @@
 # A volume of 64 MiB of data (4 zones of 16 MiB) is open; `wrapctl rekey` is
 # SIGKILLed deterministically (its stdout a full pipe: frozen writing its
 # first progress line, in the middle of the first zone; its guardian repairs).
-# Then the agent starts with rekey_max_rate = 2 MiB/s, so after each zone it
-# waits 8 s: a ratio strictly between 0 and 1 is there to be seen in its
-# status and in wrapd_rekey_progress_ratio. SIGTERM in the middle: the agent
-# exits at a checkpoint, the mapping serves the same bytes, the header still
-# holds the rekey. A second start finishes it: no rekey in the status, no
-# metric, `dmsetup table` names only the new key, the bytes are the same.
+# Then the agent starts with rekey_max_rate = 1 MiB/s, so after each zone it
+# waits 16 s: a ratio strictly between 0 and 1 is there to be seen in its
+# status, in wrapd_rekey_progress_ratio and in `wrapctl status` (the three
+# watched at once, so that they all fall in the first pause). SIGTERM in the
+# pause: the agent exits at a checkpoint (done = the next zone's start), the
+# mapping serves the same bytes, the header still holds the rekey. A second
+# start (no rate limit) finishes it: no rekey in the status, no metric,
+# `dmsetup table` names only the new key, the bytes are the same.
 # Also the kernel view of the split table (`wrapctl status --kernel`): the
 # whole size, both keys, the header's checkpoint.
 #
@@ -43,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 start_agent() {
-	wrapd -c "$W/wrapd.conf" >>"$W/agent.log" 2>&1 &
+	wrapd -c "$W/wrapd.conf" "$@" >>"$W/agent.log" 2>&1 &
 	agent_pid=$!
 }
 # stop_agent: SIGTERM; prints the seconds it took to exit; status = wrapd's.
@@ -56,6 +58,18 @@ stop_agent() {
 	agent_pid=
 	echo $((SECONDS - s)) >"$W/stop.secs"
 	return $rc
+}
+# decrypts [FROM]: the batch sizes of the double's decrypt requests (from the FROM-th), or
+# without FROM how many there were.
+decrypts() {
+	/usr/bin/python3 -c "
+import json, sys, urllib.request
+ds = [r for r in json.loads(urllib.request.urlopen('$VAULT_ADDR/_double/log').read())['requests']
+      if r['path'].endswith('/transit/decrypt/wrapd')]
+if len(sys.argv) > 1:
+    print(' '.join(str(r.get('batch_size') or 1) for r in ds[int(sys.argv[1]):]))
+else:
+    print(len(ds))" "$@"
 }
 kstatus() { wrapctl -c "$W/wrapd.conf" status --kernel --json ark-vol; }
 kfield() { kstatus | /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin)[0]; print(eval(sys.argv[1]))" "$1"; }
@@ -73,7 +87,7 @@ vault_addr = $VAULT_ADDR
 volume_table = $W/volumes
 status_socket = $SOCK
 metrics_listen = 127.0.0.1:$PORT
-rekey_max_rate = 2
+rekey_max_rate = 1
 EOF
 chmod 600 "$W/wrapd.conf"
 
@@ -116,14 +130,20 @@ done0=$(kfield "d['rekey']['done']")
 start_agent
 check "agent: the volume is open (adopted) with its rekey being resumed" $Q wait \
 	"v.get('ark-vol', {}).get('state') == 'open' and $RK.get('running') is True" 120
-check "agent status: a ratio strictly between 0 and 1" $Q wait "0 < $RK.get('ratio', 0) < 1" 120
-check "metric: 0 < wrapd_rekey_progress_ratio{volume=ark-vol} < 1" $M wait \
-	"0 < (val('wrapd_rekey_progress_ratio', volume='ark-vol') or 0) < 1" 120
-check "metric: its HELP says when it is present" $M wait \
-	"'present only while a rekey is in progress' in text" 30
-wrapctl -c "$W/wrapd.conf" status >"$W/st.out" 2>&1
-check "wrapctl status (the agent's view) shows the rekey" grep -q "rekey: .*being resumed by the agent" "$W/st.out"
+# The three views at once (python and wrapctl start slowly under TCG).
+$Q wait "0 < $RK.get('ratio', 0) < 1" 120 >"$W/q1.out" 2>&1 & q1=$!
+$M wait "0 < (val('wrapd_rekey_progress_ratio', volume='ark-vol') or 0) < 1" 120 >"$W/q2.out" 2>&1 & q2=$!
+( for _ in $(seq 120); do
+	wrapctl -c "$W/wrapd.conf" status >"$W/st.out" 2>&1
+	grep -q "rekey: .*being resumed by the agent" "$W/st.out" && exit 0
+	sleep 0.5
+  done; exit 1 ) & q3=$!
+wait $q1 && ok "agent status: a ratio strictly between 0 and 1" || { bad "agent status: a ratio strictly between 0 and 1"; sed 's/^/    /' "$W/q1.out"; }
+wait $q2 && ok "metric: 0 < wrapd_rekey_progress_ratio{volume=ark-vol} < 1" || { bad "metric: 0 < wrapd_rekey_progress_ratio{volume=ark-vol} < 1"; tail -5 "$W/q2.out" | sed 's/^/    /'; }
+wait $q3 && ok "wrapctl status (the agent's view) shows the rekey" || { bad "wrapctl status (the agent's view) shows the rekey"; sed 's/^/    /' "$W/st.out"; }
 grep "rekey:" "$W/st.out" | sed 's/^/    /'
+check "the rekey is still running (SIGTERM lands in it)" $Q wait "$RK.get('running') is True and $RK.get('ratio', 1) < 1" 5
+echo "    ($((SECONDS - t0)) s)"
 check "log: one line at the start (volume, from where)" grep -q "ark-vol.*resuming the online rekey from" "$W/agent.log"
 check "the mapping serves while the agent rekeys" not_suspended
 
@@ -139,12 +159,18 @@ check "  ... the mapping is not suspended" not_suspended
 check "  ... and reads the same bytes" test "$(sha256sum </dev/mapper/ark-vol | cut -d' ' -f1)" = "$sum0"
 check "  ... no zone device held" bash -c "! dmsetup info -c --noheadings -o attr wrapd-zone-$U 2>/dev/null | grep -q s"
 
-# ---- a second start finishes it --------------------------------------------------------
-start_agent
+# ---- closed in the middle; a second start opens it (both keys, one Vault request) and
+# ---- finishes it
+check "wrapctl close in the middle of the rekey" wrapctl close ark-vol
+d0=$(decrypts)
+start_agent -o rekey_max_rate=0
 check "restart: the agent finishes the rekey" $Q wait \
 	"v.get('ark-vol', {}).get('state') == 'open' and v['ark-vol']['rekey'] is None and 'finished' in open('$W/agent.log').read()" 180
-check "metric: wrapd_rekey_progress_ratio{volume=ark-vol} is gone" $M wait \
-	"val('wrapd_rekey_progress_ratio', volume='ark-vol') is None and val('wrapd_volumes', state='open') == 1" 60
+check "metric: wrapd_rekey_progress_ratio{volume=ark-vol} is gone (its HELP says when it is there)" $M wait \
+	"val('wrapd_rekey_progress_ratio', volume='ark-vol') is None and val('wrapd_volumes', state='open') == 1 and 'present only while a rekey is in progress' in text" 60
+check "the open in the middle asked Vault for both keys in ONE request (decrypt batch sizes since: $(decrypts $d0))" \
+	test "$(decrypts $d0 | cut -d' ' -f1)" = 2
+check "log: opened in the middle (split table)" grep -q "ark-vol.*in the middle of a rekey" "$W/agent.log"
 check "log: one line at the end (throughput)" grep -q "ark-vol.*online rekey finished: .* MiB/s" "$W/agent.log"
 grep -E "rekey|stopp" "$W/agent.log" | sed 's/^/    log: /'
 check "no conversion left in the header" bash -c "wrapctl inspect $L | grep -q 'Conversion: *none'"
