@@ -154,6 +154,9 @@ bool worker_busy(struct worker *w);
  * timeout_ms; returns false when it is still running (the process should then
  * exit without waiting for it). */
 bool worker_stop(struct worker *w, long timeout_ms);
+/* Drops queued jobs and waits up to timeout_ms for the running one to end
+ * (its result is then in the done list); false when it still runs. */
+bool worker_wait_idle(struct worker *w, long timeout_ms);
 /* Replaces the Vault settings (SIGHUP; takes ownership); the next job uses
  * a new client made from them. */
 void worker_set_vault(struct worker *w, struct vault_config *vcfg);

@@ -275,7 +275,16 @@ out:
 		     "waiting for the online rekey to reach its checkpoint (at most %d s)",
 		     AGENT_REKEY_STOP_MS / 1000);
 	}
-	if (a.rw && !worker_stop(a.rw, AGENT_REKEY_STOP_MS)) {
+	if (a.rw && worker_wait_idle(a.rw, AGENT_REKEY_STOP_MS)) {
+		/* Its result, logged (stopped at a checkpoint, or finished). */
+		for (struct job *j = worker_take_done(a.rw); j;) {
+			struct job *next = j->next;
+			agent_job_done(&a, j);
+			job_free(j);
+			j = next;
+		}
+	}
+	if (a.rw && !worker_stop(a.rw, 1000)) {
 		/* Its guardian process finishes or releases the held zone once
 		 * this process is gone; the mapping keeps serving. */
 		alog(&log, WLOG_WARN, NULL, NULL, "stopped",

@@ -595,6 +595,10 @@ static void open_item_done(struct agent *a, const struct job_item *it)
 			v->adopted = true;
 			alog(a->log, WLOG_INFO, v->name, v->device, "adopted",
 			     "already open as /dev/mapper/%s; left as it is", v->name);
+		} else if (it->rekey) {
+			alog(a->log, WLOG_INFO, v->name, v->device, "opened",
+			     "opened as /dev/mapper/%s in the middle of an online rekey (%.1f%% done: a split table with both keys)",
+			     v->name, it->rekey_total ? 100.0 * (double)it->rekey_done / (double)it->rekey_total : 0.0);
 		} else {
 			alog(a->log, WLOG_INFO, v->name, v->device, "opened", "opened as /dev/mapper/%s",
 			     v->name);

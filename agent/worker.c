@@ -536,6 +536,32 @@ void worker_set_vault(struct worker *w, struct vault_config *vcfg)
 	pthread_mutex_unlock(&w->mu);
 }
 
+bool worker_wait_idle(struct worker *w, long timeout_ms)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	struct job *q = w->q_head; /* queued jobs are dropped, as at stop */
+	w->q_head = w->q_tail = NULL;
+	int r = 0;
+	while (w->running_job && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&w->idle_cv, &w->mu, &dl);
+	bool idle = !w->running_job;
+	pthread_mutex_unlock(&w->mu);
+	while (q) {
+		struct job *n = q->next;
+		job_free(q);
+		q = n;
+	}
+	return idle;
+}
+
 bool worker_stop(struct worker *w, long timeout_ms)
 {
 	struct timespec dl;
