@@ -285,7 +285,7 @@ void agent_retry_failed(struct agent *a);
 /* The rekey worker posted progress (the loop, on its eventfd). */
 void agent_rekey_progress(struct agent *a);
 /* How long SIGTERM waits for a running rekey to reach its checkpoint (one
- * zone, 16 MiB); past it the process exits and the rekey's guardian
+ * zone); past it the process exits and the rekey's guardian
  * process makes the mapping consistent. */
 #define AGENT_REKEY_STOP_MS 60000
 /* When the timerfd should fire next (0 = never). */

@@ -2,14 +2,14 @@
 # The agent resumes an interrupted online rekey (issue 13's agent part), on a
 # real dm-crypt kernel (tests/vm/run-kernel-tests), against the Vault double.
 #
-# A volume of 96 MiB of data (6 zones of 16 MiB) is open; `wrapctl rekey` is
+# A volume of 96 MiB of data (24 zones of 4 MiB, the default) is open; `wrapctl rekey` is
 # SIGKILLed deterministically (its stdout a full pipe: frozen writing its
 # first progress line, in the middle of the first zone; its guardian repairs).
 # Then the agent starts while the test holds the header lock (shared): its
 # resume waits on it, so the rekey in progress (a ratio strictly between 0 and
 # 1, from the header's checkpoint) is seen in the status, in
 # wrapd_rekey_progress_ratio and in `wrapctl status` however slow the machine.
-# The lock released, the resume runs at rekey_max_rate = 1 MiB/s (a 16 s pause
+# The lock released, the resume runs at rekey_max_rate = 1 MiB/s (a 4 s pause
 # after each zone); once its own progress shows, SIGTERM: the agent exits at a
 # checkpoint (done = the next zone's start), the mapping serves the same
 # bytes, the header still holds the rekey. The volume is then closed in the
@@ -94,7 +94,7 @@ rekey_max_rate = 1
 EOF
 chmod 600 "$W/wrapd.conf"
 
-# 16 MiB of header + 96 MiB of data: six 16 MiB zones.
+# 16 MiB of header + 96 MiB of data: 24 zones of 4 MiB (the default zone size).
 truncate -s 112M "$W/v.img"
 L=$(losetup -f --show "$W/v.img")
 lock=/run/cryptsetup/L_$(lsblk -dno MAJ:MIN "$L" | tr -d ' ')
@@ -147,14 +147,14 @@ grep "rekey:" "$W/st.out" | sed 's/^/    /'
 check "log: one line at the start (volume, from where)" grep -q "ark-vol.*resuming the online rekey from" "$W/agent.log"
 check "the mapping serves while the agent rekeys" not_suspended
 flock -u 9; exec 9>&-
-# Now it moves, at 1 MiB/s: 16 MiB zones, each followed by a 16 s pause (64 s of run).
+# Now it moves, at 1 MiB/s: 4 MiB zones, each followed by a 4 s pause (about 90 s of run).
 check "the resume moves (its own progress), not finished" $Q wait \
 	"$RK.get('source') == 'resume' and 0 < $RK.get('ratio', 0) < 1 and $RK.get('running') is True" 300
 echo "    ($((SECONDS - t0)) s)"
 
 # ---- SIGTERM in the middle: stops at a checkpoint, the mapping serves ---------------------
 check "SIGTERM: the agent exits with status 0" stop_agent
-check "  ... quickly ($(cat "$W/stop.secs") s; a zone is at most 16 MiB)" test "$(cat "$W/stop.secs")" -le 30
+check "  ... quickly ($(cat "$W/stop.secs") s; at most one zone)" test "$(cat "$W/stop.secs")" -le 30
 check "  ... the log says it stopped at a checkpoint" grep -q "stopped at a checkpoint" "$W/agent.log"
 flock -s "$lock" true
 check "  ... the rekey is still in progress (a checkpoint)" in_progress
