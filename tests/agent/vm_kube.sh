@@ -377,6 +377,17 @@ check "the agent settles with no timer armed" $Q wait \
 # controllers may still finish the last release (a finalizer, a status
 # update), and the watch then rightly delivers an event. A change of the
 # double's resourceVersion during the window means exactly that: measure again.
+# watch_timer_only BEFORE AFTER: the only change between two thread lists is
+# one wake-up of the watch thread (wrapd-kwatch): the connect-timeout timer
+# libcurl leaves armed ~10 s after a watch starts (kube/NOTES.md, to be fixed).
+watch_timer_only() {
+	local d
+	d=$(diff <(tr ' ' '\n' <<<"$1") <(tr ' ' '\n' <<<"$2") | grep '^[<>]' || true)
+	[ "$(grep -c . <<<"$d")" = 2 ] || return 1
+	local a b
+	a=$(grep '^< wrapd-kwatch' <<<"$d" | sed 's/.*=//') b=$(grep '^> wrapd-kwatch' <<<"$d" | sed 's/.*=//')
+	[ -n "$a" ] && [ -n "$b" ] && [ $((b - a)) = 1 ]
+}
 # The same for the mount table, which the agent watches (kubelet's mounts).
 cluster_rv() { kube_double_ctl GET state | jq -r .resourceVersion; }
 mounts() { md5sum </proc/self/mountinfo | cut -c1-8; }
@@ -387,8 +398,12 @@ for try in 1 2 3; do
 	r0=$(cluster_rv); m0=$(mounts); c0=$(vcsw "$agent_pid"); t0=$(threads "$agent_pid")
 	sleep 3
 	c1=$(vcsw "$agent_pid"); r1=$(cluster_rv); m1=$(mounts); t1=$(threads "$agent_pid")
-	[ "$r0" = "$r1" ] && [ "$m0" = "$m1" ] && break
-	echo "    # the cluster or the mount table changed during idle window $try (resourceVersion $r0 → $r1, mounts $m0 → $m1): measuring again"
+	if [ "$r0" = "$r1" ] && [ "$m0" = "$m1" ]; then
+		watch_timer_only "$t0" "$t1" || break
+		echo "    # idle window $try: only the watch thread woke, once (libcurl's connect-timeout timer ~10 s after a watch starts, kube/NOTES.md): measuring again"
+	else
+		echo "    # the cluster or the mount table changed during idle window $try (resourceVersion $r0 → $r1, mounts $m0 → $m1): measuring again"
+	fi
 done
 check "idle 3 s: no request to the API server but the watch" [ "$(api_nonwatch)" = 0 ]
 check "idle 3 s: no wake-up of the agent ($c0 → $c1; resourceVersion $r0 → $r1)" [ "$c0" = "$c1" ]
