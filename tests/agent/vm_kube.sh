@@ -77,7 +77,7 @@ TOKEN=$(cat "$kube_double_token_file")
 K() { HOME=$W/home KUBECONFIG=$W/home/none kubectl --server "$kube_double_url" --token "$TOKEN" \
 	--certificate-authority "$W/tls/ca.crt" --request-timeout=30s "$@"; }
 # A PATH: GET from the API double with the same token (the polling)
-A() { curl -sS --cacert "$W/tls/ca.crt" -H "Authorization: Bearer $TOKEN" "$kube_double_url$1"; }
+A() { local p=$1; shift; curl -sS --cacert "$W/tls/ca.crt" -H "Authorization: Bearer $TOKEN" "$@" "$kube_double_url$p"; }
 # pvq PV FILTER: a field of a PV (jq -r), "" when there is no such PV
 pvq() { A "/api/v1/persistentvolumes/$1" | jq -r "if .kind == \"PersistentVolume\" then $2 else \"\" end"; }
 T0=$SECONDS
