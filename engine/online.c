@@ -26,9 +26,11 @@
  */
 #include "engine/internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -106,7 +108,30 @@ static int reload_header(struct conv *c)
 	return g == -ENOENT ? 0 : g;
 }
 
-static void guardian_main(struct conv *c, int rfd)
+/* The guardian talks to no one: it closes every socket the caller had (an
+ * agent's metrics listener and status socket, its Vault and API
+ * connections). Kept open, they would outlive a killed agent for as long as
+ * the repair takes: its restart would find the metrics port taken and its
+ * status socket answered by nobody ("another agent is running"). */
+static void guardian_close_sockets(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		struct stat st;
+		if (*end || end == de->d_name || fd < 3 || fd == dirfd(d))
+			continue;
+		if (fstat((int)fd, &st) == 0 && S_ISSOCK(st.st_mode))
+			close((int)fd);
+	}
+	closedir(d);
+}
+
+static void guardian_main(struct conv *c, int rfd, int ready_fd)
 {
 	(void)setsid(); /* a kill of the caller's process group spares it */
 	signal(SIGINT, SIG_IGN);
@@ -120,6 +145,11 @@ static void guardian_main(struct conv *c, int rfd)
 		dup2(nul, 1);
 		close(nul);
 	}
+	guardian_close_sockets();
+	/* Set up: the run may hold zones now. */
+	ssize_t w = write(ready_fd, "R", 1);
+	(void)w;
+	close(ready_fd);
 	char b = 0;
 	ssize_t r;
 	do
@@ -156,25 +186,52 @@ static int guardian_start(struct conv *c)
 {
 	if (c->p->online->no_guardian)
 		return 0;
-	int pfd[2];
+	int pfd[2], rdy[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return werr_set(c->err, -errno, "%s: cannot start the guardian: %s", c->what,
 				strerror(errno));
+	if (pipe2(rdy, O_CLOEXEC) < 0) {
+		int e = errno;
+		close(pfd[0]);
+		close(pfd[1]);
+		return werr_set(c->err, -e, "%s: cannot start the guardian: %s", c->what, strerror(e));
+	}
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0) {
 		int e = errno;
 		close(pfd[0]);
 		close(pfd[1]);
+		close(rdy[0]);
+		close(rdy[1]);
 		return werr_set(c->err, -e, "%s: cannot start the guardian: %s", c->what, strerror(e));
 	}
 	if (pid == 0) {
 		close(pfd[1]);
-		guardian_main(c, pfd[0]);
+		close(rdy[0]);
+		guardian_main(c, pfd[0], rdy[1]);
 	}
 	close(pfd[0]);
+	close(rdy[1]);
 	c->guard_fd = pfd[1];
 	c->guard_pid = pid;
+	/* Wait until it is set up: a kill of the process group that came
+	 * before its setsid() and signal settings would take it too, and the
+	 * run must not hold a zone without a guardian. */
+	char b = 0;
+	ssize_t r;
+	do
+		r = read(rdy[0], &b, 1);
+	while (r < 0 && errno == EINTR);
+	close(rdy[0]);
+	if (r != 1) { /* it died: reap it; no zone was held */
+		close(c->guard_fd);
+		c->guard_fd = -1;
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return werr_set(c->err, -ECHILD, "%s: the guardian process died as it started; "
+				"nothing was changed: run the command again", c->what);
+	}
 	return 0;
 }
 

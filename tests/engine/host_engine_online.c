@@ -29,8 +29,12 @@
 #include "tests/lib/unit.h"
 #include "tests/engine/engine_testlib.h"
 
+#include <dirent.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,6 +69,10 @@ struct simk {
 	pid_t killer;               /* the process that may kill itself */
 	uint64_t kill_at, count;    /* shared op counter (I/O ops + steps) */
 	uint64_t stop_at;           /* at this op the killer asks for a clean stop */
+	bool probe_guardian;        /* the killer looks at its guardian, then dies */
+	pid_t guardian;             /* what it saw: the guardian's pid, */
+	int guardian_sockets;       /* how many sockets the guardian holds, */
+	int killer_sockets;         /* and how many it holds itself */
 	uint8_t expect[];           /* expected plaintext of every data byte */
 };
 static struct simk *K;
@@ -75,9 +83,58 @@ static struct tkeys *TK;
 /* conv_params.stop of the runs that stop at K->stop_at (as SIGINT would). */
 static volatile sig_atomic_t stop_flag;
 
+/* Sockets among the open fds of process `pid` (-1: cannot tell). */
+static int count_sockets(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		char lp[sizeof(path) + sizeof(de->d_name) + 1], target[64];
+		snprintf(lp, sizeof(lp), "%s/%s", path, de->d_name);
+		ssize_t l = readlink(lp, target, sizeof(target) - 1);
+		if (l > 0) {
+			target[l] = 0;
+			n += strncmp(target, "socket:", 7) == 0;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* The killer's one child, once the engine has forked it (0 before). The
+ * guardian is set up when the fork returns to the run (guardian_start waits
+ * for it), so what it holds then is what it keeps. */
+static pid_t guardian_of_self(void)
+{
+	char path[64], buf[64] = "";
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	int pid = 0;
+	if (fgets(buf, sizeof(buf), f))
+		pid = atoi(buf);
+	fclose(f);
+	return pid;
+}
+
 static void count_op(void)
 {
 	K->count++;
+	if (K->probe_guardian && getpid() == K->killer && !K->guardian) {
+		pid_t g = guardian_of_self();
+		if (g > 0) {
+			K->guardian_sockets = count_sockets(g);
+			K->killer_sockets = count_sockets(getpid());
+			K->guardian = g;
+			raise(SIGKILL);
+		}
+	}
 	if (K->stop_at && K->count >= K->stop_at && getpid() == K->killer)
 		stop_flag = 1;
 	if (K->kill_at && K->count >= K->kill_at && getpid() == K->killer)
@@ -552,6 +609,53 @@ static void sigkill_runs(void **state)
 	assert_int_equal(fails, 0);
 }
 
+/* The guardian closes the sockets of the process it guards (an agent's
+ * listeners and connections): killed, the agent must be able to start again
+ * while its guardian repairs. The killer holds a listening TCP socket and a
+ * socket pair, then dies at the first op after its guardian exists. */
+static void guardian_holds_no_socket(void **state)
+{
+	(void)state;
+	struct vol *v = &vols[0];
+	lay_out(v);
+	K->guardian = 0;
+	K->guardian_sockets = K->killer_sockets = -1;
+	K->probe_guardian = true;
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		K->killer = getpid();
+		int l = socket(AF_INET, SOCK_STREAM, 0), sp[2];
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 4) < 0 ||
+		    socketpair(AF_UNIX, SOCK_STREAM, 0, sp) < 0)
+			_exit(4);
+		struct tkeys tk = {.seed = 7, .n = 1};
+		struct conv_keyprov kp = {tk_new_key, tk_unwrap, &tk};
+		struct conv_online on = sim_online;
+		on.map_size = v->size;
+		struct conv_params p = params(&kp, v, CONV_REKEY, &on);
+		struct conv_test_hooks th = {.io_kind = CONV_IO_SYNC, .hook = io_hook, .no_direct = true};
+		p.test = &th;
+		struct werr err = {0};
+		_exit(conv_run(&p, NULL, &err) < 0 ? 3 : 0);
+	}
+	int status = 0;
+	waitpid(pid, &status, 0);
+	K->probe_guardian = false;
+	wait_guardian(v);
+	print_message("guardian %d: %d socket(s); the run it guarded: %d\n", (int)K->guardian,
+		      K->guardian_sockets, K->killer_sockets);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(K->guardian > 0);
+	assert_true(K->killer_sockets >= 3);
+	assert_int_equal(K->guardian_sockets, 0);
+	struct werr err = {0};
+	assert_int_equal(check_served("after the kill and the guardian"), 0);
+	assert_int_equal(finish_and_check(v, 0, &err), 0);
+}
+
 /* After a power loss: what `wrapctl open` does in the middle of a rekey. */
 static int reopen(struct vol *v, struct werr *err)
 {
@@ -721,6 +825,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(refusal_other_conversion),
 		cmocka_unit_test(rate_limit),
+		cmocka_unit_test(guardian_holds_no_socket),
 		cmocka_unit_test(sigkill_runs),
 		cmocka_unit_test(powerloss_runs),
 	};
