@@ -177,8 +177,10 @@ static void guardian_main(struct conv *c, int rfd, int ready_fd)
 		if (rc == 0 && held) /* finished header: the zone was converted */
 			rc = c->p->online->release(c->p->online->arg, true, &e);
 	}
+	/* dprintf: another thread of the caller may have held stderr's lock at
+	 * the fork, and this process has only this thread. */
 	if (rc < 0)
-		fprintf(stderr, "wrapd guardian: %s: %s\n", c->what, werr_str(&e, rc));
+		dprintf(STDERR_FILENO, "wrapd guardian: %s: %s\n", c->what, werr_str(&e, rc));
 	_exit(rc < 0 ? 1 : 0);
 }
 
