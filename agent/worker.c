@@ -536,7 +536,8 @@ void worker_set_vault(struct worker *w, struct vault_config *vcfg)
 	pthread_mutex_unlock(&w->mu);
 }
 
-bool worker_wait_idle(struct worker *w, long timeout_ms)
+/* The absolute CLOCK_REALTIME time timeout_ms from now (pthread_cond_timedwait's clock). */
+static struct timespec deadline_in(long timeout_ms)
 {
 	struct timespec dl;
 	clock_gettime(CLOCK_REALTIME, &dl);
@@ -546,6 +547,22 @@ bool worker_wait_idle(struct worker *w, long timeout_ms)
 		dl.tv_sec++;
 		dl.tv_nsec -= 1000000000L;
 	}
+	return dl;
+}
+
+/* Frees a list of jobs linked through ->next. */
+static void jobs_free(struct job *q)
+{
+	while (q) {
+		struct job *n = q->next;
+		job_free(q);
+		q = n;
+	}
+}
+
+bool worker_wait_idle(struct worker *w, long timeout_ms)
+{
+	struct timespec dl = deadline_in(timeout_ms);
 	pthread_mutex_lock(&w->mu);
 	struct job *q = w->q_head; /* queued jobs are dropped, as at stop */
 	w->q_head = w->q_tail = NULL;
@@ -554,24 +571,13 @@ bool worker_wait_idle(struct worker *w, long timeout_ms)
 		r = pthread_cond_timedwait(&w->idle_cv, &w->mu, &dl);
 	bool idle = !w->running_job;
 	pthread_mutex_unlock(&w->mu);
-	while (q) {
-		struct job *n = q->next;
-		job_free(q);
-		q = n;
-	}
+	jobs_free(q);
 	return idle;
 }
 
 bool worker_stop(struct worker *w, long timeout_ms)
 {
-	struct timespec dl;
-	clock_gettime(CLOCK_REALTIME, &dl);
-	dl.tv_sec += timeout_ms / 1000;
-	dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (dl.tv_nsec >= 1000000000L) {
-		dl.tv_sec++;
-		dl.tv_nsec -= 1000000000L;
-	}
+	struct timespec dl = deadline_in(timeout_ms);
 	pthread_mutex_lock(&w->mu);
 	w->stop = true;
 	/* Queued jobs are dropped: an agent that starts again redoes them. */
@@ -583,20 +589,11 @@ bool worker_stop(struct worker *w, long timeout_ms)
 		r = pthread_cond_timedwait(&w->idle_cv, &w->mu, &dl);
 	bool done = w->exited;
 	pthread_mutex_unlock(&w->mu);
-	while (q) {
-		struct job *n = q->next;
-		job_free(q);
-		q = n;
-	}
+	jobs_free(q);
 	if (!done)
 		return false;
 	pthread_join(w->th, NULL);
-	struct job *d = w->d_head;
-	while (d) {
-		struct job *n = d->next;
-		job_free(d);
-		d = n;
-	}
+	jobs_free(w->d_head);
 	vcfg_destroy(w->pending);
 	vcfg_destroy(w->own);
 	close(w->efd);
